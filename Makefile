@@ -1,0 +1,34 @@
+# crmdeals: `make serve` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test test-fast lint format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+serve: $(STAMP)  ## serve on 127.0.0.1:8000 with SQLite (./crmdeals.db)
+	$(BIN)/crmdeals serve
+
+lint: $(STAMP)  ## ruff, ruff format --check, mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint  ## lint, types, and the whole test suite
+	$(BIN)/pytest
+
+test-fast: $(STAMP)  ## the test suite without the end-to-end tests that start servers
+	$(BIN)/pytest -m "not e2e"
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache crmdeals.db crmdeals.db-*

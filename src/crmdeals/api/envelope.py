@@ -1,0 +1,69 @@
+"""The contract's error body, and the handlers that turn every error into it."""
+
+from typing import Any
+
+import msgspec
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
+
+from crmdeals.errors import ApiError, InvalidRequest, MethodNotAllowed, NotFound
+
+
+class ErrorBody(msgspec.Struct, omit_defaults=True):
+    """``{"error": CODE, "description": ..., "data": ...}``; ``data`` only where it helps."""
+
+    error: str
+    description: str
+    data: Any = None
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def error_response(error: ApiError) -> Response:
+    body = ErrorBody(error=error.code, description=error.description, data=error.data)
+    return Response(
+        _encode(body), error.status, headers=error.headers, media_type="application/json"
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(HTTPException, _routing_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+
+
+async def _api_error(_request: Request, error: Exception) -> Response:
+    assert isinstance(error, ApiError)
+    return error_response(error)
+
+
+async def _routing_error(request: Request, error: Exception) -> Response:
+    """Starlette's own errors: an unknown route or a method the route does not have."""
+    assert isinstance(error, HTTPException)
+    if error.status_code == 405:
+        allowed = ", ".join(sorted(_methods_of_path(request)))
+        return error_response(
+            MethodNotAllowed(
+                f"{request.method} is not allowed here; allowed: {allowed}.",
+                headers={"Allow": allowed},
+            )
+        )
+    return error_response(NotFound(f"No route {request.method} {request.url.path}."))
+
+
+def _methods_of_path(request: Request) -> set[str]:
+    """Every method some route takes for this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, BaseRoute) and route.matches(request.scope)[0] == Match.PARTIAL:
+            methods |= getattr(route, "methods", None) or set()
+    return methods
+
+
+async def _validation_error(_request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    fields = {".".join(map(str, e["loc"])): e["msg"] for e in error.errors()}
+    return error_response(InvalidRequest("The request has the wrong shape.", fields))

@@ -1,0 +1,80 @@
+"""Per request: an id, a structured access log line, and the last-resort 500."""
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from crmdeals.api.envelope import error_response
+from crmdeals.errors import ApiError
+
+access_log = logging.getLogger("crmdeals.access")
+error_log = logging.getLogger("crmdeals.error")
+
+
+class InternalError(ApiError):
+    status, code = 500, "INTERNAL_ERROR"
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(
+            "Something went wrong on our side; quote the request id when reporting it.",
+            {"requestId": request_id},
+        )
+
+
+class RequestContext:
+    """Give each request an id (``X-Request-ID``), log it once done, and turn an unexpected
+    exception into ``500 INTERNAL_ERROR`` that shows nothing but the id.
+
+    The log line holds method, route template, status, duration, account id and request id;
+    never a header value or a body, so keys and deal data stay out of the logs.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            error_log.exception("unhandled error", extra={"fields": {"request_id": request_id}})
+            if not response_started:
+                await error_response(InternalError(request_id))(scope, receive, send_with_id)
+        finally:
+            access_log.info("request", extra={"fields": _access_fields(scope, status, started)})
+
+
+def _access_fields(scope: Scope, status: int, started: float) -> dict[str, Any]:
+    route = scope.get("route")
+    state = scope["state"]
+    return {
+        "method": scope["method"],
+        "route": getattr(route, "path", None),
+        "status": status,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        "account_id": state.get("account_id"),
+        "request_id": state["request_id"],
+    }

@@ -1,0 +1,98 @@
+"""The OpenAPI document: FastAPI's, with the bodies and responses described by the msgspec
+types that the routes really use (the routes read raw bodies, so FastAPI cannot see them)."""
+
+from typing import Any
+
+import msgspec
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from crmdeals import __version__
+from crmdeals.api.envelope import ErrorBody
+from crmdeals.deals.schemas import DealBatch, DealIdBatch, DealsPage
+from crmdeals.deals.schemas import Deal as DealSchema
+
+_REF = "#/components/schemas/{name}"
+_SCHEMAS, _COMPONENTS = msgspec.json.schema_components(
+    [DealBatch, DealIdBatch, DealsPage, DealSchema, ErrorBody, list[str]], ref_template=_REF
+)
+DEAL_BATCH, ID_BATCH, DEALS_PAGE, DEAL, ERROR, ID_LIST = _SCHEMAS
+
+_ERRORS = {
+    400: "The body or the query is invalid (`TOO_MANY_ENTITIES`, `INVALID_DEALS_DATA`, "
+    "`INVALID_JSON`, `INVALID_REQUEST`); nothing was changed.",
+    401: "Missing, unknown or revoked API key (`UNAUTHORIZED`).",
+    404: "No such deal in the account (`DEAL_NOT_FOUND`).",
+    413: "The body is larger than the limit (`PAYLOAD_TOO_LARGE`).",
+    429: "Over the rate limit (`TOO_MANY_REQUESTS`); see the `Retry-After` header.",
+}
+
+
+def json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """An ``openapi_extra`` request body: JSON, whatever ``Content-Type`` says."""
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {"application/json": {"schema": schema}},
+        }
+    }
+
+
+def responses(
+    ok: str, ok_schema: dict[str, Any] | None = None, *errors: int
+) -> dict[int | str, dict[str, Any]]:
+    """The documented responses of an API route: 200, 401, 429 and the given ``errors``."""
+    documented: dict[int | str, dict[str, Any]] = {200: {"description": ok}}
+    if ok_schema is not None:
+        documented[200]["content"] = {"application/json": {"schema": ok_schema}}
+    for status in sorted({*errors, 401, 429}):
+        documented[status] = {
+            "description": _ERRORS[status],
+            "content": {"application/json": {"schema": ERROR}},
+        }
+    if 429 in documented:
+        documented[429]["headers"] = {
+            "Retry-After": {
+                "description": "Seconds until the window resets (at least 1).",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        }
+    return documented
+
+
+def install_openapi(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _document(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document(app: FastAPI) -> dict[str, Any]:
+    document = get_openapi(
+        title="crmdeals",
+        version=__version__,
+        summary="The Deals API of a chat platform: upload deals from a CRM, read them back.",
+        routes=app.routes,
+    )
+    components = document.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas.update(_COMPONENTS)
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)  # FastAPI's 422, which this API never sends
+    components["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "`Bearer <key>`"},
+        "basic": {
+            "type": "http",
+            "scheme": "basic",
+            "description": "`Basic <key>`, or standard Basic with the key as the user name.",
+        },
+    }
+    for path, operations in document["paths"].items():
+        for operation in operations.values():
+            operation.get("responses", {}).pop("422", None)
+            if path.startswith("/v3/"):
+                operation["security"] = [{"bearer": []}, {"basic": []}]
+    return document

@@ -1,0 +1,1 @@
+"""The routes: ``deals`` (the contract) and ``health``."""

@@ -1,0 +1,38 @@
+"""``GET /healthz``: whether this process can reach its database."""
+
+from fastapi import APIRouter, Request, Response
+
+from crmdeals.api.envelope import error_response
+from crmdeals.errors import ServiceUnavailable
+from crmdeals.storage import Store
+
+router = APIRouter(tags=["health"])
+
+
+@router.get(
+    "/healthz",
+    summary="Health: the database answers",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Healthy.",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"status": {"const": "ok"}},
+                        "required": ["status"],
+                    }
+                }
+            },
+        },
+        503: {"description": "The database does not answer (`SERVICE_UNAVAILABLE`)."},
+    },
+)
+async def healthz(request: Request) -> Response:
+    store: Store = request.app.state.store
+    try:
+        await store.ping()
+    except Exception:  # any failure to reach the database means "not healthy"
+        return error_response(ServiceUnavailable("The database does not answer."))
+    return Response(b'{"status":"ok"}', media_type="application/json")

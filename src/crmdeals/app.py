@@ -1,0 +1,43 @@
+"""``create_app(settings)``: the ASGI application, with its routers, middleware and handlers."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from crmdeals import __version__
+from crmdeals.api.envelope import install_error_handlers
+from crmdeals.api.middleware import RequestContext
+from crmdeals.api.openapi import install_openapi
+from crmdeals.api.ratelimit import RateLimiter
+from crmdeals.api.routes import deals, health
+from crmdeals.settings import Settings
+from crmdeals.storage import Store, connect
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The server. Its database must be migrated already (``crmdeals serve`` does that)."""
+    settings = settings or Settings()
+    engine = connect(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="crmdeals",
+        version=__version__,
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
+    app.state.settings = settings
+    app.state.store = Store(engine)
+    limit = settings.parsed_rate_limit
+    app.state.rate_limiter = RateLimiter(limit) if limit else None
+    app.include_router(deals.router)
+    app.include_router(health.router)
+    app.add_middleware(RequestContext)
+    install_error_handlers(app)
+    install_openapi(app)
+    return app

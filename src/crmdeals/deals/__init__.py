@@ -1,0 +1,1 @@
+"""The deal: its contract types (``schemas``) and the parsing of request bodies (``validation``)."""

@@ -1,0 +1,73 @@
+"""The one definition of a deal.
+
+These msgspec types carry every field rule of the contract that a type can say; the few
+that it cannot (U+0000, the ``link`` synonym, integer ids) are applied in
+``crmdeals.deals.validation``. The server, the OpenAPI document and (later) the client and
+the CLI's file reader all use these types.
+"""
+
+from typing import Annotated
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from crmdeals.errors import MAX_ENTITIES
+
+MAX_ID_LENGTH = 100
+MAX_NAME_LENGTH = 200
+MAX_URI_LENGTH = 200
+MAX_CONTACTS = 10
+
+HTTP_URL_PATTERN = (
+    r"^[hH][tT][tT][pP][sS]?://[^\x00-\x20\x7f/?#]+([/?#][^\x00-\x20\x7f]*)?$"
+)
+"""An absolute http(s) URL with a host and no spaces or control characters: nothing a
+browser could run as script."""
+
+IdText = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+IdInteger = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+IdInput = IdText | IdInteger
+"""An id as a client may send it: a string of 1-100 characters, or a 64-bit integer that is
+normalised to its decimal string (so ``1`` and ``"1"`` are the same id). Larger integers
+are refused: most JSON clients cannot hold them exactly, so they should be sent as strings."""
+
+Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
+Uri = Annotated[str, Meta(max_length=MAX_URI_LENGTH, pattern=HTTP_URL_PATTERN)]
+ContactIds = Annotated[list[IdInput], Meta(min_length=1, max_length=MAX_CONTACTS)]
+
+
+class DealInput(msgspec.Struct):
+    """One deal of an upload, as sent. Fields not listed here are ignored."""
+
+    id: IdInput
+    responsibleUserId: IdInput
+    name: Name
+    contacts: ContactIds
+    closed: bool
+    uri: Uri | None | UnsetType = UNSET
+    link: Annotated[Uri | None | UnsetType, Meta(description="A synonym of `uri`.")] = UNSET
+
+
+DealBatch = Annotated[list[DealInput], Meta(max_length=MAX_ENTITIES)]
+"""The body of ``POST /v3/deals``."""
+
+DealIdBatch = Annotated[list[IdInput], Meta(max_length=MAX_ENTITIES)]
+"""The body of ``PATCH /v3/deals/bulk_delete``."""
+
+
+class Deal(msgspec.Struct):
+    """A stored deal, normalised, as every ``GET`` returns it."""
+
+    id: str
+    responsibleUserId: str
+    name: str
+    uri: str | None
+    contacts: list[str]
+    closed: bool
+
+
+class DealsPage(msgspec.Struct):
+    """One page of ``GET /v3/deals``: ``count`` is the account's total number of deals."""
+
+    count: int
+    data: list[Deal]

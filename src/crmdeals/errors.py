@@ -1,0 +1,116 @@
+"""The contract's error codes as exceptions.
+
+Every error a request can meet is an ``ApiError``; one handler (``crmdeals.api.envelope``)
+turns each into the contract's body ``{"error": CODE, "description": ..., "data": ...}``
+with the status below. Anything else that escapes a route is a bug and becomes
+``500 INTERNAL_ERROR``.
+
+    ApiError
+     ├── TooManyEntities      400 TOO_MANY_ENTITIES
+     ├── InvalidDealsData     400 INVALID_DEALS_DATA
+     ├── InvalidJson          400 INVALID_JSON
+     ├── InvalidRequest       400 INVALID_REQUEST
+     ├── Unauthorized         401 UNAUTHORIZED
+     ├── DealNotFound         404 DEAL_NOT_FOUND
+     ├── NotFound             404 NOT_FOUND
+     ├── MethodNotAllowed     405 METHOD_NOT_ALLOWED
+     ├── PayloadTooLarge      413 PAYLOAD_TOO_LARGE
+     ├── TooManyRequests      429 TOO_MANY_REQUESTS
+     └── ServiceUnavailable   503 SERVICE_UNAVAILABLE
+"""
+
+from typing import Any
+
+MAX_ENTITIES = 100
+"""The most deals one upload or one bulk delete may carry."""
+
+
+class ApiError(Exception):
+    """An error with its place in the contract: HTTP status, code and optional data."""
+
+    status: int = 500
+    code: str = "INTERNAL_ERROR"
+
+    def __init__(
+        self,
+        description: str,
+        data: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(description)
+        self.description = description
+        self.data = data
+        self.headers = headers or {}
+
+
+class TooManyEntities(ApiError):
+    status, code = 400, "TOO_MANY_ENTITIES"
+
+    def __init__(self, count: int) -> None:
+        super().__init__(
+            f"At most {MAX_ENTITIES} items may be sent at once, got {count}.",
+            {"limit": MAX_ENTITIES, "count": count},
+        )
+
+
+class InvalidDealsData(ApiError):
+    status, code = 400, "INVALID_DEALS_DATA"
+
+
+class InvalidJson(ApiError):
+    status, code = 400, "INVALID_JSON"
+
+
+class InvalidRequest(ApiError):
+    status, code = 400, "INVALID_REQUEST"
+
+    def __init__(self, description: str, fields: dict[str, str]) -> None:
+        super().__init__(description, {"fields": fields})
+
+
+class Unauthorized(ApiError):
+    status, code = 401, "UNAUTHORIZED"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A valid API key is required: 'Authorization: Bearer <key>' or 'Basic <key>'.",
+            headers={"WWW-Authenticate": 'Bearer realm="crmdeals"'},
+        )
+
+
+class DealNotFound(ApiError):
+    status, code = 404, "DEAL_NOT_FOUND"
+
+    def __init__(self, deal_id: str) -> None:
+        super().__init__("No deal with this id in the account.", {"id": deal_id})
+
+
+class NotFound(ApiError):
+    status, code = 404, "NOT_FOUND"
+
+
+class MethodNotAllowed(ApiError):
+    status, code = 405, "METHOD_NOT_ALLOWED"
+
+
+class PayloadTooLarge(ApiError):
+    status, code = 413, "PAYLOAD_TOO_LARGE"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The body is larger than {limit} bytes.", {"limit": limit})
+
+
+class TooManyRequests(ApiError):
+    status, code = 429, "TOO_MANY_REQUESTS"
+
+    def __init__(self, *, limit: int, window_seconds: int, retry_after: int) -> None:
+        super().__init__(
+            f"At most {limit} requests per {window_seconds} seconds; retry later.",
+            {"limit": limit, "windowSeconds": window_seconds},
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+class ServiceUnavailable(ApiError):
+    status, code = 503, "SERVICE_UNAVAILABLE"

@@ -1,0 +1,80 @@
+"""All configuration, read once from ``CRMDEALS_*`` environment variables (or a ``.env`` file).
+
+Unsafe or malformed values are refused at start-up, not at the first request.
+"""
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KEY_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+"""An API key: 32 lowercase hex characters."""
+
+_RATE_LIMIT_PATTERN = re.compile(r"^([1-9][0-9]*)/([1-9][0-9]*)s$")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``requests`` in every fixed window of ``window_seconds``."""
+
+    requests: int
+    window_seconds: int
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CRMDEALS_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = Field(
+        "sqlite:///./crmdeals.db",
+        description="SQLAlchemy URL of the database (SQLite file by default).",
+    )
+    rate_limit: str = Field(
+        "500/5s", description="'REQUESTS/SECONDSs' per account and per client address, or 'off'."
+    )
+    max_body_bytes: Annotated[int, Field(gt=0)] = Field(
+        1024 * 1024, description="Largest request body accepted (413 above)."
+    )
+    bootstrap_key: str | None = Field(
+        None,
+        description="A known API key (32 lowercase hex) for the 'default' account; "
+        "sandboxes and tests. Unset: a random key is made for an empty database.",
+    )
+    host: str = Field("127.0.0.1", description="Address `crmdeals serve` listens on.")
+    port: Annotated[int, Field(ge=0, le=65535)] = Field(8000, description="Port to listen on.")
+    workers: Annotated[int, Field(ge=1)] = Field(1, description="Server processes.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level of log lines written (JSON, to stderr)."
+    )
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        if value != "off" and not _RATE_LIMIT_PATTERN.match(value):
+            raise ValueError("expected 'REQUESTS/SECONDSs' such as '500/5s', or 'off'")
+        return value
+
+    @field_validator("bootstrap_key")
+    @classmethod
+    def _check_bootstrap_key(cls, value: str | None) -> str | None:
+        if value is not None and not KEY_PATTERN.match(value):
+            raise ValueError("an API key is 32 lowercase hex characters")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value.startswith("sqlite:"):
+            raise ValueError("only sqlite:/// URLs are supported so far")
+        return value
+
+    @cached_property
+    def parsed_rate_limit(self) -> RateLimit | None:
+        """The rate limit, or ``None`` when it is switched off."""
+        match = _RATE_LIMIT_PATTERN.match(self.rate_limit)
+        return RateLimit(int(match[1]), int(match[2])) if match else None

@@ -1,0 +1,252 @@
+"""The queries: deals per account, accounts and API keys.
+
+Every deal query takes the account id as a keyword argument, so a query that forgets the
+tenant cannot be written by accident. The methods the server calls per request are
+``async``: each runs one transaction in a worker thread, so the event loop never waits on
+the database. The administration methods (for the CLI) are plain functions.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+import msgspec
+import sqlalchemy as sa
+from anyio import to_thread
+from sqlalchemy.dialects import postgresql, sqlite
+
+from crmdeals.deals.schemas import Deal, DealsPage
+from crmdeals.storage.tables import accounts, api_keys, deals
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_DEAL_COLUMNS = (
+    deals.c.id,
+    deals.c.responsible_user_id,
+    deals.c.name,
+    deals.c.uri,
+    deals.c.contacts,
+    deals.c.closed,
+)
+_REPLACED_ON_UPSERT = ("responsible_user_id", "name", "uri", "contacts", "closed", "updated_at")
+_decode_contacts = msgspec.json.Decoder(list[str]).decode
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A key as it may be shown: its prefix, never the key or its hash."""
+
+    prefix: str
+    account_name: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class Store:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[
+            engine.dialect.name
+        ]
+
+    # -- per request ---------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        """Raise unless the database answers."""
+        await self._in_thread(self._ping)
+
+    async def account_id_for_key_hash(self, key_hash: str) -> int | None:
+        """The account of a key that exists and is not revoked."""
+        return await self._in_thread(self._account_id_for_key_hash, key_hash)
+
+    async def upsert_deals(self, *, account_id: int, deals: list[Deal]) -> None:
+        """Add or fully replace ``deals`` (one per id) in one transaction."""
+        await self._in_thread(self._upsert_deals, account_id, deals)
+
+    async def list_deals(self, *, account_id: int, offset: int, limit: int) -> DealsPage:
+        """Up to ``limit`` deals in id order after skipping ``offset``, and the total count."""
+        return await self._in_thread(self._list_deals, account_id, offset, limit)
+
+    async def get_deal(self, *, account_id: int, deal_id: str) -> Deal | None:
+        return await self._in_thread(self._get_deal, account_id, deal_id)
+
+    async def delete_deal(self, *, account_id: int, deal_id: str) -> bool:
+        """Delete one deal; whether it existed."""
+        return await self._in_thread(self._delete_deal, account_id, deal_id)
+
+    async def delete_deals(self, *, account_id: int, deal_ids: list[str]) -> list[str]:
+        """Delete the listed deals in one transaction; the ids that did not exist, in order."""
+        return await self._in_thread(self._delete_deals, account_id, deal_ids)
+
+    @staticmethod
+    async def _in_thread(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await to_thread.run_sync(lambda: function(*args, **kwargs))
+
+    def _ping(self) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+
+    def _account_id_for_key_hash(self, key_hash: str) -> int | None:
+        query = sa.select(api_keys.c.account_id).where(
+            api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None)
+        )
+        with self.engine.connect() as connection:
+            return connection.scalar(query)
+
+    def _upsert_deals(self, account_id: int, batch: list[Deal]) -> None:
+        if not batch:
+            return
+        now = datetime.now(UTC)
+        rows = [
+            {
+                "account_id": account_id,
+                "id": deal.id,
+                "responsible_user_id": deal.responsibleUserId,
+                "name": deal.name,
+                "uri": deal.uri,
+                "contacts": _encode(deal.contacts).decode(),
+                "closed": deal.closed,
+                "created_at": now,
+                "updated_at": now,
+            }
+            # One order for every writer, so concurrent upserts cannot deadlock on rows.
+            for deal in sorted(batch, key=lambda deal: deal.id)
+        ]
+        statement = self._insert(deals)
+        statement = statement.on_conflict_do_update(
+            index_elements=[deals.c.account_id, deals.c.id],
+            set_={column: statement.excluded[column] for column in _REPLACED_ON_UPSERT},
+        )
+        with self.engine.begin() as connection:
+            connection.execute(statement, rows)
+
+    def _list_deals(self, account_id: int, offset: int, limit: int) -> DealsPage:
+        count_query = sa.select(sa.func.count()).where(deals.c.account_id == account_id)
+        page_query = (
+            sa.select(*_DEAL_COLUMNS)
+            .where(deals.c.account_id == account_id)
+            .order_by(deals.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.engine.begin() as connection:
+            count = connection.scalar(count_query) or 0
+            rows = connection.execute(page_query).all() if offset < count else []
+        return DealsPage(count=count, data=[_deal(row) for row in rows])
+
+    def _get_deal(self, account_id: int, deal_id: str) -> Deal | None:
+        query = sa.select(*_DEAL_COLUMNS).where(
+            deals.c.account_id == account_id, deals.c.id == deal_id
+        )
+        with self.engine.connect() as connection:
+            row = connection.execute(query).first()
+        return None if row is None else _deal(row)
+
+    def _delete_deal(self, account_id: int, deal_id: str) -> bool:
+        statement = sa.delete(deals).where(deals.c.account_id == account_id, deals.c.id == deal_id)
+        with self.engine.begin() as connection:
+            return connection.execute(statement).rowcount > 0
+
+    def _delete_deals(self, account_id: int, deal_ids: list[str]) -> list[str]:
+        if not deal_ids:
+            return []
+        statement = (
+            sa.delete(deals)
+            .where(deals.c.account_id == account_id, deals.c.id.in_(deal_ids))
+            .returning(deals.c.id)
+        )
+        with self.engine.begin() as connection:
+            deleted = set(connection.scalars(statement))
+        return [deal_id for deal_id in deal_ids if deal_id not in deleted]
+
+    # -- administration --------------------------------------------------------------------
+
+    def create_account(self, name: str) -> Account:
+        created_at = datetime.now(UTC)
+        with self.engine.begin() as connection:
+            account_id = connection.scalar(
+                sa.insert(accounts)
+                .values(name=name, created_at=created_at)
+                .returning(accounts.c.id)
+            )
+        assert account_id is not None
+        return Account(id=account_id, name=name, created_at=created_at)
+
+    def find_account(self, name: str) -> Account | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(accounts).where(accounts.c.name == name)).first()
+        return None if row is None else Account(row.id, row.name, row.created_at)
+
+    def list_accounts(self) -> list[Account]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(accounts).order_by(accounts.c.id)).all()
+        return [Account(row.id, row.name, row.created_at) for row in rows]
+
+    def add_key(self, *, account_id: int, key_hash: str, prefix: str) -> None:
+        values: dict[str, Any] = {
+            "account_id": account_id,
+            "key_hash": key_hash,
+            "prefix": prefix,
+            "created_at": datetime.now(UTC),
+        }
+        with self.engine.begin() as connection:
+            connection.execute(sa.insert(api_keys).values(values))
+
+    def key_hash_exists(self, key_hash: str) -> bool:
+        """Whether a key was ever registered (revoked or not)."""
+        query = sa.select(api_keys.c.id).where(api_keys.c.key_hash == key_hash)
+        with self.engine.connect() as connection:
+            return connection.scalar(query) is not None
+
+    def list_keys(self) -> list[ApiKey]:
+        query = (
+            sa.select(
+                api_keys.c.prefix,
+                accounts.c.name,
+                api_keys.c.created_at,
+                api_keys.c.revoked_at,
+            )
+            .join(accounts, accounts.c.id == api_keys.c.account_id)
+            .order_by(api_keys.c.id)
+        )
+        with self.engine.connect() as connection:
+            return [ApiKey(*row) for row in connection.execute(query)]
+
+    def count_live_keys(self, prefix: str) -> int:
+        """How many keys that are not revoked start with ``prefix``."""
+        query = sa.select(sa.func.count()).where(
+            api_keys.c.prefix == prefix, api_keys.c.revoked_at.is_(None)
+        )
+        with self.engine.connect() as connection:
+            return connection.scalar(query) or 0
+
+    def revoke_key(self, prefix: str) -> None:
+        """Revoke the one live key with this prefix."""
+        statement = (
+            sa.update(api_keys)
+            .where(api_keys.c.prefix == prefix, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
+        )
+        with self.engine.begin() as connection:
+            connection.execute(statement)
+
+
+def _deal(row: sa.Row[Any]) -> Deal:
+    return Deal(
+        id=row.id,
+        responsibleUserId=row.responsible_user_id,
+        name=row.name,
+        uri=row.uri,
+        contacts=_decode_contacts(row.contacts),
+        closed=row.closed,
+    )

@@ -1,0 +1,47 @@
+"""The schema, in SQLAlchemy Core. Changes to it go through a migration in ``migrations/``."""
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+DealId = sa.String(100).with_variant(sa.String(100, collation="C"), "postgresql")
+"""Deal ids sort in code point order: SQLite's default (binary UTF-8) does so, PostgreSQL
+needs the "C" collation."""
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(8), nullable=False, index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+deals = sa.Table(
+    "deals",
+    metadata,
+    sa.Column(
+        "account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("id", DealId, nullable=False),
+    sa.Column("responsible_user_id", sa.String(100), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("uri", sa.String(200), nullable=True),
+    sa.Column("contacts", sa.Text, nullable=False, comment="JSON array of contact id strings"),
+    sa.Column("closed", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint("account_id", "id"),
+)
