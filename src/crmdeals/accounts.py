@@ -66,9 +66,7 @@ def bootstrap(store: Store, known_key: str | None) -> str | None:
     if store.list_accounts():
         return None
     _, key = create_account(store, DEFAULT_ACCOUNT)
-    return (
-        f"Created account {DEFAULT_ACCOUNT!r}. Its API key (shown once, keep it): {key}"
-    )
+    return f"Created account {DEFAULT_ACCOUNT!r}. Its API key (shown once, keep it): {key}"
 
 
 def _add_key(store: Store, account: Account, key: str) -> str:

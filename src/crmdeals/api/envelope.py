@@ -1,5 +1,6 @@
 """The contract's error body, and the handlers that turn every error into it."""
 
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -7,6 +8,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from crmdeals.errors import ApiError, InvalidRequest, MethodNotAllowed, NotFound
 
@@ -56,9 +58,18 @@ async def _routing_error(request: Request, error: Exception) -> Response:
 
 def _methods_of_path(request: Request) -> set[str]:
     """Every method some route takes for this path (Starlette names only the first route's)."""
+    return _methods_matching(request.app.router.routes, request.scope)
+
+
+def _methods_matching(routes: Iterable[Any], scope: Scope) -> set[str]:
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, BaseRoute) and route.matches(request.scope)[0] == Match.PARTIAL:
+    for route in routes:
+        # FastAPI keeps an included router as one route whose own routes are in
+        # `original_router`; descend into it to reach the routes with methods.
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            methods |= _methods_matching(included.routes, scope)
+        elif isinstance(route, BaseRoute) and route.matches(scope)[0] == Match.PARTIAL:
             methods |= getattr(route, "methods", None) or set()
     return methods
 

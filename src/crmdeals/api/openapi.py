@@ -9,8 +9,8 @@ from fastapi.openapi.utils import get_openapi
 
 from crmdeals import __version__
 from crmdeals.api.envelope import ErrorBody
-from crmdeals.deals.schemas import DealBatch, DealIdBatch, DealsPage
 from crmdeals.deals.schemas import Deal as DealSchema
+from crmdeals.deals.schemas import DealBatch, DealIdBatch, DealsPage
 
 _REF = "#/components/schemas/{name}"
 _SCHEMAS, _COMPONENTS = msgspec.json.schema_components(

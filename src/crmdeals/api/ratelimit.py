@@ -8,8 +8,8 @@ import math
 import time
 
 from limits import RateLimitItemPerSecond
-from limits.storage import storage_from_string
 from limits.aio.strategies import FixedWindowRateLimiter
+from limits.storage import storage_from_string
 
 from crmdeals.errors import TooManyRequests
 from crmdeals.settings import RateLimit

@@ -19,10 +19,12 @@ MAX_URI_LENGTH = 200
 MAX_CONTACTS = 10
 
 HTTP_URL_PATTERN = (
-    r"^[hH][tT][tT][pP][sS]?://[^\x00-\x20\x7f/?#]+([/?#][^\x00-\x20\x7f]*)?$"
+    r"^[hH][tT][tT][pP][sS]?://[^\x00-\x20\x7f/?#]+([/?#][^\x00-\x20\x7f]*)?(?![\s\S])"
 )
-"""An absolute http(s) URL with a host and no spaces or control characters: nothing a
-browser could run as script."""
+r"""An absolute http(s) URL with a host and no spaces or control characters: nothing a
+browser could run as script. It ends in ``(?![\s\S])`` (the end of the string) rather than
+``$``, which in Python also matches before a final newline; both Python and JSON Schema's
+ECMAScript regexes read it the same way."""
 
 IdText = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 IdInteger = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
@@ -44,8 +46,8 @@ class DealInput(msgspec.Struct):
     name: Name
     contacts: ContactIds
     closed: bool
-    uri: Uri | None | UnsetType = UNSET
-    link: Annotated[Uri | None | UnsetType, Meta(description="A synonym of `uri`.")] = UNSET
+    uri: Uri | UnsetType | None = UNSET
+    link: Annotated[Uri | UnsetType | None, Meta(description="A synonym of `uri`.")] = UNSET
 
 
 DealBatch = Annotated[list[DealInput], Meta(max_length=MAX_ENTITIES)]

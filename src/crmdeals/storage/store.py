@@ -55,9 +55,7 @@ class ApiKey:
 class Store:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self._insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[
-            engine.dialect.name
-        ]
+        self._upsert = _upsert_statement(engine.dialect.name)
 
     # -- per request ---------------------------------------------------------------------
 
@@ -122,13 +120,8 @@ class Store:
             # One order for every writer, so concurrent upserts cannot deadlock on rows.
             for deal in sorted(batch, key=lambda deal: deal.id)
         ]
-        statement = self._insert(deals)
-        statement = statement.on_conflict_do_update(
-            index_elements=[deals.c.account_id, deals.c.id],
-            set_={column: statement.excluded[column] for column in _REPLACED_ON_UPSERT},
-        )
         with self.engine.begin() as connection:
-            connection.execute(statement, rows)
+            connection.execute(self._upsert, rows)
 
     def _list_deals(self, account_id: int, offset: int, limit: int) -> DealsPage:
         count_query = sa.select(sa.func.count()).where(deals.c.account_id == account_id)
@@ -241,7 +234,17 @@ class Store:
             connection.execute(statement)
 
 
-def _deal(row: sa.Row[Any]) -> Deal:
+def _upsert_statement(dialect: str) -> sqlite.Insert | postgresql.Insert:
+    """``INSERT ... ON CONFLICT (account_id, id) DO UPDATE``: a new id is added, a known one
+    has every field but ``created_at`` replaced."""
+    statement = postgresql.insert(deals) if dialect == "postgresql" else sqlite.insert(deals)
+    return statement.on_conflict_do_update(
+        index_elements=[deals.c.account_id, deals.c.id],
+        set_={column: statement.excluded[column] for column in _REPLACED_ON_UPSERT},
+    )
+
+
+def _deal(row: sa.Row[Any, Any, Any, Any, Any, Any]) -> Deal:
     return Deal(
         id=row.id,
         responsibleUserId=row.responsible_user_id,

@@ -67,9 +67,7 @@ async def upload_deals(request: Request, account_id: AccountId) -> Response:
 )
 async def list_deals(request: Request, account_id: AccountId) -> Response:
     offset = _offset(request.query_params.get("offset"))
-    page = await _store(request).list_deals(
-        account_id=account_id, offset=offset, limit=PAGE_SIZE
-    )
+    page = await _store(request).list_deals(account_id=account_id, offset=offset, limit=PAGE_SIZE)
     return _json(page)
 
 
