@@ -45,7 +45,7 @@ def serve(
     message = account_service.bootstrap(store, settings.bootstrap_key)
     store.engine.dispose()
     if message:
-        err.print(message, highlight=False, soft_wrap=True)
+        print(message, flush=True)  # stdout: stderr carries only JSON log lines
     uvicorn.run(
         "crmdeals.app:create_app",
         factory=True,

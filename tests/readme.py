@@ -1,0 +1,37 @@
+"""Reading the README's runnable parts, so that tests can hold the README to its word."""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+README = Path(__file__).parents[1] / "README.md"
+DOCUMENTED_URL = "http://127.0.0.1:8000"
+
+
+@dataclass(frozen=True)
+class Example:
+    command: str
+    expected: list[str]
+    """Each ``#=>`` line after the command: what it prints, line by line."""
+
+
+def api_examples() -> list[Example]:
+    """The shell commands between ``<!-- examples -->`` and ``<!-- /examples -->``, in order;
+    a line starting with ``curl`` or ``KEY=`` starts a command, other lines continue it."""
+    text = README.read_text()
+    section = text.split("<!-- examples -->")[1].split("<!-- /examples -->")[0]
+    examples: list[Example] = []
+    for block in re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL):
+        for line in block.splitlines():
+            if line.startswith("#=>"):
+                examples[-1].expected.append(line.removeprefix("#=>").strip())
+            elif line.startswith(("curl ", "KEY=")):
+                examples.append(Example(line, []))
+            else:
+                examples[-1] = Example(examples[-1].command + "\n" + line, examples[-1].expected)
+    return examples
+
+
+def documented_settings() -> set[str]:
+    """The ``CRMDEALS_*`` variables in the README's configuration table."""
+    return set(re.findall(r"^\| `(CRMDEALS_[A-Z_]+)` \|", README.read_text(), flags=re.MULTILINE))
