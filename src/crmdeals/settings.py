@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
 
 KEY_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 """An API key: 32 lowercase hex characters."""
@@ -69,8 +71,14 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
-        if not value.startswith("sqlite:"):
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("not a database URL, e.g. sqlite:///./crmdeals.db") from None
+        if url.get_backend_name() != "sqlite":
             raise ValueError("only sqlite:/// URLs are supported so far")
+        if url.database in (None, "", ":memory:"):
+            raise ValueError("SQLite needs a file (an in-memory database is one per connection)")
         return value
 
     @cached_property

@@ -1,0 +1,40 @@
+"""Settings refuse unsafe or malformed values at start-up."""
+
+import pytest
+from pydantic import ValidationError
+
+from crmdeals.settings import Settings
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite://", "sqlite:///:memory:", "mysql://u@h/db", "not a url", "postgres"]
+)
+def test_database_url_must_name_a_sqlite_file(url: str) -> None:
+    with pytest.raises(ValidationError):
+        Settings(database_url=url)
+
+
+@pytest.mark.parametrize("key", ["A" * 32, "a" * 31, "a" * 33, "g" * 32, ""])
+def test_bootstrap_key_must_look_like_a_key(key: str) -> None:
+    with pytest.raises(ValidationError, match="32 lowercase hex"):
+        Settings(bootstrap_key=key)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("max_body_bytes", 0), ("port", 70000), ("workers", 0)]
+)
+def test_numbers_out_of_range_are_refused(field: str, value: int) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**{field: value})
+
+
+def test_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRMDEALS_RATE_LIMIT", "7/3s")
+    monkeypatch.setenv("CRMDEALS_DATABASE_URL", "sqlite:////tmp/elsewhere.db")
+    settings = Settings()
+    assert settings.parsed_rate_limit is not None
+    assert (settings.parsed_rate_limit.requests, settings.parsed_rate_limit.window_seconds) == (
+        7,
+        3,
+    )
+    assert settings.database_url == "sqlite:////tmp/elsewhere.db"
