@@ -25,7 +25,7 @@ def test_bootstrap_key_must_look_like_a_key(key: str) -> None:
 )
 def test_numbers_out_of_range_are_refused(field: str, value: int) -> None:
     with pytest.raises(ValidationError):
-        Settings(**{field: value})
+        Settings.model_validate({field: value})
 
 
 def test_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
