@@ -301,7 +301,20 @@ def test_body_must_be_an_array(client: TestClient, body: Any) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"[", b"[{]", b"not json", b"\xef\xbb\xbf[]", b'["\xff"]', b"[" * 100_000, b"[1e400]"],
+    [
+        b"",
+        b"[",
+        b"[{]",
+        b"not json",
+        b"[1,]",
+        b"[NaN]",
+        b"\xef\xbb\xbf[]",
+        b'["\xff"]',
+        b"[" * 100_000,
+        b"[1e400]",
+        rb'[{"id": "\ud800", "name": "lone surrogate"}]',
+        rb'[{"id": "\udc00x"}]',
+    ],
 )
 def test_body_that_is_not_json_is_invalid_json(client: TestClient, raw: bytes) -> None:
     before = all_deals(client)
