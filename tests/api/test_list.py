@@ -88,6 +88,12 @@ def test_offset_that_is_not_a_non_negative_integer_is_invalid_request(
     assert "offset" in error["data"]["fields"]
 
 
+def test_offset_given_twice_is_invalid_request(client: TestClient) -> None:
+    response = client.get("/v3/deals?offset=x&offset=1")
+    assert response.status_code == 400
+    assert response.json()["error"] == "INVALID_REQUEST"
+
+
 def test_deals_are_listed_with_every_key(client: TestClient) -> None:
     client.post("/v3/deals", json=[make_deal(5, uri=None)])
     assert page(client)["data"] == [

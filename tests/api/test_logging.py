@@ -14,7 +14,7 @@ def test_each_request_is_logged_with_its_fields(
     [record] = [r for r in caplog.records if r.name == "crmdeals.access"]
     fields = record.fields  # type: ignore[attr-defined]
     assert fields["method"] == "GET"
-    assert fields["route"] == "/v3/deals/{deal_id:path}"
+    assert fields["route"] == "/v3/deals/{deal_id}"
     assert fields["status"] == 404
     assert fields["account_id"] == 1
     assert fields["request_id"] == response.headers["x-request-id"]

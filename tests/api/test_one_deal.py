@@ -2,12 +2,10 @@
 
 from urllib.parse import quote
 
-import httpx
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.conftest import KEY_A, all_deals, make_deal
+from tests.conftest import all_deals, make_deal
 
 AWKWARD_IDS = [
     "a/b",
@@ -25,6 +23,11 @@ AWKWARD_IDS = [
     "..",
     "bulk_delete",
     "x" * 100,
+    "line\nbreak",
+    "ends with a newline\n",
+    "\r\n",
+    "\ufffd",
+    "tab\there",
 ]
 
 
@@ -33,23 +36,32 @@ def url(deal_id: str) -> str:
     return "/v3/deals/" + quote(deal_id, safe="").replace(".", "%2E")
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize("deal_id", AWKWARD_IDS)
-async def test_every_accepted_id_is_reachable_when_percent_encoded(
-    app: FastAPI, deal_id: str
+def test_every_accepted_id_is_reachable_when_percent_encoded(
+    client: TestClient, deal_id: str
 ) -> None:
-    # httpx's own ASGI transport decodes the path once, as a real server does (Starlette's
-    # TestClient decodes it twice, which would turn the id "%2F" into "/").
-    transport = httpx.ASGITransport(app=app)
-    headers = {"Authorization": f"Bearer {KEY_A}"}
-    async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as c:
-        response = await c.post("/v3/deals", json=[make_deal(deal_id), make_deal("other")])
-        assert response.status_code == 200, response.text
-        response = await c.get(url(deal_id))
-        assert response.status_code == 200, response.text
-        assert response.json()["id"] == deal_id
-        assert (await c.delete(url(deal_id))).status_code == 200
-        assert (await c.get("/v3/deals")).json()["count"] == 1
+    response = client.post("/v3/deals", json=[make_deal(deal_id, uri=None), make_deal("other")])
+    assert response.status_code == 200, response.text
+    response = client.get(url(deal_id))
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == deal_id
+    assert client.delete(url(deal_id)).status_code == 200
+    assert [deal["id"] for deal in all_deals(client)] == ["other"]
+
+
+@pytest.mark.parametrize("encoded", ["%ff", "%C3", "%ED%A0%80", "%EF%BF%BD%ff"])
+def test_an_id_that_is_not_utf8_names_no_deal(client: TestClient, encoded: str) -> None:
+    client.post("/v3/deals", json=[make_deal("\ufffd"), make_deal("\ufffd\ufffd")])
+    assert client.get("/v3/deals/" + encoded).json()["error"] == "DEAL_NOT_FOUND"
+    assert client.delete("/v3/deals/" + encoded).json()["error"] == "DEAL_NOT_FOUND"
+    assert len(all_deals(client)) == 2
+
+
+def test_an_encoded_slash_is_not_a_path_separator(client: TestClient) -> None:
+    client.post("/v3/deals", json=[make_deal("x")])
+    assert client.get("/v3/deals%2Fx").json()["error"] == "DEAL_NOT_FOUND"
+    assert client.delete("/v3/deals%2Fx").json()["error"] == "DEAL_NOT_FOUND"
+    assert client.get("/v3/deals/x").status_code == 200
 
 
 def test_integer_looking_id_finds_a_deal_stored_from_an_integer(client: TestClient) -> None:

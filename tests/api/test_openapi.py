@@ -37,14 +37,19 @@ def test_every_route_is_documented_with_exactly_its_statuses(document: dict[str,
 def test_bodies_are_documented_with_the_deal_rules(document: dict[str, Any]) -> None:
     schemas = document["components"]["schemas"]
     upload = document["paths"]["/v3/deals"]["post"]["requestBody"]["content"]
-    assert upload["application/json"]["schema"]["maxItems"] == 100
+    assert upload["application/json"]["schema"] == {"$ref": "#/components/schemas/DealBatch"}
+    assert schemas["DealBatch"]["maxItems"] == 100
     deal = schemas["DealInput"]
     assert set(deal["required"]) == {"id", "responsibleUserId", "name", "contacts", "closed"}
     assert deal["properties"]["contacts"]["maxItems"] == 10
     assert deal["properties"]["name"]["maxLength"] == 200
     assert "pattern" in str(deal["properties"]["uri"])
     bulk = document["paths"]["/v3/deals/bulk_delete"]["patch"]["requestBody"]["content"]
-    assert bulk["application/json"]["schema"]["maxItems"] == 100
+    assert bulk["application/json"]["schema"] == {"$ref": "#/components/schemas/DealIdBatch"}
+    assert schemas["DealIdBatch"]["maxItems"] == 100
+    integer_id = schemas["DealIdBatch"]["items"]["anyOf"][1]
+    assert (integer_id["minimum"], integer_id["maximum"]) == (-(2**63), 2**63 - 1)
+    assert isinstance(integer_id["maximum"], int)
 
 
 def test_api_routes_require_a_key_in_the_document(document: dict[str, Any]) -> None:

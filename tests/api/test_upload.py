@@ -311,7 +311,6 @@ def test_body_must_be_an_array(client: TestClient, body: Any) -> None:
         b"\xef\xbb\xbf[]",
         b'["\xff"]',
         b"[" * 100_000,
-        b"[1e400]",
         rb'[{"id": "\ud800", "name": "lone surrogate"}]',
         rb'[{"id": "\udc00x"}]',
     ],
@@ -322,3 +321,25 @@ def test_body_that_is_not_json_is_invalid_json(client: TestClient, raw: bytes) -
     assert response.status_code == 400
     assert response.json()["error"] == "INVALID_JSON"
     assert all_deals(client) == before
+
+
+def test_fields_the_contract_does_not_name_are_never_read(client: TestClient) -> None:
+    ignored = '"z": 1e400, "big": 1' + "0" * 5000 + ', "nul": "\\u0000"'
+    valid = json.dumps(make_deal("ok"))[:-1] + ", " + ignored + "}"
+    assert client.post("/v3/deals", content=f"[{valid}]").status_code == 200
+    invalid = json.dumps(make_deal("bad", closed=1))[:-1] + ", " + ignored + "}"
+    response = client.post("/v3/deals", content=f"[{valid}, {invalid}]")
+    assert response.json()["error"] == "INVALID_DEALS_DATA"
+    assert [item["fields"] for item in response.json()["data"]] == [["closed"]]
+
+
+def test_too_many_entities_whatever_the_items_hold(client: TestClient) -> None:
+    items = ", ".join(['{"z": 1e400, "id": "\\u0000"}'] * 101)
+    response = client.post("/v3/deals", content=f"[{items}]")
+    assert response.json()["error"] == "TOO_MANY_ENTITIES"
+
+
+def test_an_item_that_is_not_an_object_is_reported_as_item(client: TestClient) -> None:
+    response = client.post("/v3/deals", content="[1e400, [], null]")
+    assert response.json()["error"] == "INVALID_DEALS_DATA"
+    assert [item["fields"] for item in response.json()["data"]] == [["item"]] * 3

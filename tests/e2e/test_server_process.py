@@ -4,6 +4,7 @@ request ids, the log, percent-encoded ids, several workers."""
 import base64
 import json
 import signal
+import socket
 from typing import Any
 from urllib.parse import quote
 
@@ -178,8 +179,8 @@ def test_access_log_lines_are_json_and_never_hold_the_key(server: ServerProcess)
     }
     expected = {
         "upload": ("POST", "/v3/deals", 200, 1),
-        "get": ("GET", "/v3/deals/{deal_id:path}", 200, 1),
-        "missing": ("GET", "/v3/deals/{deal_id:path}", 404, 1),
+        "get": ("GET", "/v3/deals/{deal_id}", 200, 1),
+        "missing": ("GET", "/v3/deals/{deal_id}", 404, 1),
         "basic": ("GET", "/v3/deals", 200, 1),
         "raw basic": ("GET", "/v3/deals", 200, 1),
         "no key": ("GET", "/v3/deals", 401, None),
@@ -247,6 +248,9 @@ ODD_IDS = [
     "🎉 emoji",
     "Ünïcödé/?#% mix",
     "bulk_delete",
+    "line\nbreak",
+    "ends with a newline\n",
+    "\ufffd",
 ]
 
 
@@ -297,3 +301,30 @@ def test_two_workers_start_and_serve(make_server: MakeServer) -> None:
     assert len(started_workers(server.log_records())) == 2
     code = server.stop()
     assert code in GRACEFUL_EXIT_CODES, f"exit code {code}\n{server.stderr()}"
+
+
+def test_a_client_gone_mid_body_is_logged_as_499_not_as_a_server_error(
+    server: ServerProcess,
+) -> None:
+    request = (
+        f"POST /v3/deals HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {server.key}\r\n"
+        "Content-Length: 10\r\n\r\n[{"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as connection:
+        connection.sendall(request.encode())
+    records = server.wait_for_log(
+        lambda records: any(r.get("method") == "POST" for r in records), timeout=10
+    )
+    [access] = [r for r in records if r.get("method") == "POST"]
+    assert access["status"] == 499
+    assert not [r for r in records if r["logger"] == "crmdeals.error"]
+    with server.client() as client:
+        assert all_deals(client) == []
+
+
+def test_a_path_that_is_not_utf8_names_no_deal(server: ServerProcess) -> None:
+    with server.client() as client:
+        upload(client, [make_deal("\ufffd"), make_deal("zz")])
+        for path in ("/v3/deals/%ff", "/v3/deals/%ED%A0%80", "/v3/deals/zz%0A"):
+            assert client.delete(path).json()["error"] == "DEAL_NOT_FOUND", path
+        assert sorted(deal["id"] for deal in all_deals(client)) == ["zz", "\ufffd"]

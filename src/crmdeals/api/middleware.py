@@ -5,10 +5,14 @@ import time
 import uuid
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crmdeals.api.envelope import error_response
 from crmdeals.errors import ApiError
+
+CLIENT_CLOSED_REQUEST = 499
+"""The status logged for a client that went away before its request was read (nginx's)."""
 
 access_log = logging.getLogger("crmdeals.access")
 error_log = logging.getLogger("crmdeals.error")
@@ -59,6 +63,8 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            status = CLIENT_CLOSED_REQUEST  # nobody is left to answer; not a server error
         except Exception:
             error_log.exception("unhandled error", extra={"fields": {"request_id": request_id}})
             if not response_started:
@@ -72,7 +78,7 @@ def _access_fields(scope: Scope, status: int, started: float) -> dict[str, Any]:
     state = scope["state"]
     return {
         "method": scope["method"],
-        "route": getattr(route, "path", None),
+        "route": getattr(route, "path_format", None),  # "/v3/deals/{deal_id}", as in OpenAPI
         "status": status,
         "duration_ms": round((time.perf_counter() - started) * 1000, 3),
         "account_id": state.get("account_id"),

@@ -16,7 +16,12 @@ _REF = "#/components/schemas/{name}"
 _SCHEMAS, _COMPONENTS = msgspec.json.schema_components(
     [DealBatch, DealIdBatch, DealsPage, DealSchema, ErrorBody, list[str]], ref_template=_REF
 )
-DEAL_BATCH, ID_BATCH, DEALS_PAGE, DEAL, ERROR, ID_LIST = _SCHEMAS
+_DEAL_BATCH, _ID_BATCH, DEALS_PAGE, DEAL, ERROR, ID_LIST = _SCHEMAS
+# The bodies go to components too and are referenced from the routes: FastAPI reads an
+# `openapi_extra` schema through float-typed models, which would turn 2**63 - 1 into 9.2e18.
+_COMPONENTS |= {"DealBatch": _DEAL_BATCH, "DealIdBatch": _ID_BATCH}
+DEAL_BATCH = {"$ref": _REF.format(name="DealBatch")}
+ID_BATCH = {"$ref": _REF.format(name="DealIdBatch")}
 
 _ERRORS = {
     400: "The body or the query is invalid (`TOO_MANY_ENTITIES`, `INVALID_DEALS_DATA`, "

@@ -1,8 +1,10 @@
 """Where a request body becomes normalised deals: every rule of the contract is applied here.
 
-Each parser first tries the fast path (one typed msgspec decode of the whole body, no
-intermediate objects). When that fails, or the body holds a ``\\u0000`` escape, it parses the
-body again item by item to report every problem of every item, with the same types.
+A body must be UTF-8. Each parser then tries the fast path: one typed msgspec decode of the
+whole body, with no intermediate objects. When that fails, or the body holds a ``\\u0000``
+escape, it reads the body again item by item, and each item field by field, with the same
+types, to report every problem of every item. Fields the contract does not name are never
+decoded, on either path, so nothing in them can make a body invalid.
 """
 
 from collections.abc import Iterable
@@ -27,16 +29,17 @@ from crmdeals.errors import (
     TooManyEntities,
 )
 
-_NUL_ESCAPE = b"\\u0000"
-"""JSON cannot carry a raw NUL byte in a string, so a body without this escape holds no U+0000."""
+_NUL_ESCAPE = "\\u0000"
+"""JSON cannot carry a raw NUL in a string, so a body without this escape holds no U+0000."""
 
-_NOT_JSON = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
-"""What msgspec raises for a body that is not JSON (bad syntax, bad UTF-8, too deep); its
-``ValidationError`` (valid JSON of the wrong shape) is a ``DecodeError`` too."""
+_NOT_JSON = (msgspec.DecodeError, RecursionError)
+"""What msgspec raises for text that is not JSON (bad syntax, nested too deep); its
+``ValidationError`` (JSON of the wrong shape) is a ``DecodeError`` too."""
 
 _batch_decoder = msgspec.json.Decoder(DealBatch)
 _id_batch_decoder = msgspec.json.Decoder(DealIdBatch)
-_json_decoder = msgspec.json.Decoder()
+_array_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_object_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _DEAL_FIELDS = msgspec.structs.fields(DealInput)
 
 
@@ -46,22 +49,37 @@ def parse_deal_batch(body: bytes) -> list[Deal]:
     Raises ``InvalidJson``, ``InvalidRequest``, ``TooManyEntities`` or ``InvalidDealsData``
     (which lists every invalid item).
     """
-    if _NUL_ESCAPE not in body:
+    text = _utf8(body)
+    if _NUL_ESCAPE not in text:
         try:
-            return _one_per_id(_normalise(deal) for deal in _batch_decoder.decode(body))
+            return _one_per_id(_normalise(deal) for deal in _batch_decoder.decode(text))
         except _NOT_JSON:
             pass
-    return _one_per_id(_normalise(deal) for deal in _deals_item_by_item(body))
+    items = _array_of_entities(text)
+    deals: list[Deal] = []
+    invalid: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        problems = _deal_problems(item)
+        if problems:
+            invalid.append({"index": index, "fields": list(problems), "details": problems})
+        else:
+            deals.append(_normalise(msgspec.json.decode(item, type=DealInput)))
+    if invalid:
+        raise InvalidDealsData(
+            f"{len(invalid)} of {len(items)} deals are invalid; nothing was written.", invalid
+        )
+    return _one_per_id(deals)
 
 
 def parse_id_batch(body: bytes) -> list[str]:
     """The ids of a ``PATCH /v3/deals/bulk_delete`` body, normalised, each once, in order."""
-    if _NUL_ESCAPE not in body:
+    text = _utf8(body)
+    if _NUL_ESCAPE not in text:
         try:
-            return _unique_texts(_id_batch_decoder.decode(body))
+            return _unique_texts(_id_batch_decoder.decode(text))
         except _NOT_JSON:
             pass
-    items = _array_of_entities(body)
+    items = _array_of_entities(text)
     problems = {}
     for index, item in enumerate(items):
         problem = _field_problem(item, IdInput)
@@ -69,7 +87,7 @@ def parse_id_batch(body: bytes) -> list[str]:
             problems[f"body[{index}]"] = problem
     if problems:
         raise InvalidRequest("Every item must be a deal id; nothing was deleted.", problems)
-    return _unique_texts(items)
+    return _unique_texts(msgspec.json.decode(item, type=IdInput) for item in items)
 
 
 def is_storable_id(deal_id: str) -> bool:
@@ -77,68 +95,53 @@ def is_storable_id(deal_id: str) -> bool:
     return 0 < len(deal_id) <= MAX_ID_LENGTH and "\x00" not in deal_id
 
 
-def _deals_item_by_item(body: bytes) -> list[DealInput]:
-    items = _array_of_entities(body)
-    deals: list[DealInput] = []
-    invalid: list[dict[str, Any]] = []
-    for index, item in enumerate(items):
-        problems = _deal_problems(item)
-        if not problems:
-            try:
-                deals.append(msgspec.convert(item, DealInput, strict=True))
-            except msgspec.ValidationError as exc:
-                problems = {"item": str(exc)}
-        if problems:
-            invalid.append({"index": index, "fields": list(problems), "details": problems})
-    if invalid:
-        raise InvalidDealsData(
-            f"{len(invalid)} of {len(items)} deals are invalid; nothing was written.", invalid
-        )
-    return deals
-
-
-def _array_of_entities(body: bytes) -> list[Any]:
-    """The body as a JSON array of at most ``MAX_ENTITIES`` items (of any kind)."""
+def _utf8(body: bytes) -> str:
     try:
-        value = _json_decoder.decode(body)
-    except msgspec.ValidationError as exc:  # valid syntax, but e.g. a number out of range
-        raise InvalidJson(f"The body cannot be read as JSON: {exc}.") from None
+        return body.decode()
+    except UnicodeDecodeError:
+        raise InvalidJson("The body is not valid JSON: it is not UTF-8.") from None
+
+
+def _array_of_entities(text: str) -> list[msgspec.Raw]:
+    """The body's items, still undecoded; first of all, at most ``MAX_ENTITIES`` of them."""
+    try:
+        items = _array_decoder.decode(text)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest("The body must be a JSON array.", {"body": str(exc)}) from None
     except _NOT_JSON as exc:
         raise InvalidJson(f"The body is not valid JSON: {_reason(exc)}.") from None
-    if not isinstance(value, list):
-        raise InvalidRequest(
-            "The body must be a JSON array.",
-            {"body": f"Expected `array`, got `{_json_type(value)}`"},
-        )
-    if len(value) > MAX_ENTITIES:
-        raise TooManyEntities(len(value))
-    return value
+    if len(items) > MAX_ENTITIES:
+        raise TooManyEntities(len(items))
+    return items
 
 
-def _deal_problems(item: Any) -> dict[str, str]:
+def _deal_problems(item: msgspec.Raw) -> dict[str, str]:
     """Each invalid or missing field of one uploaded item, with the reason."""
-    if not isinstance(item, dict):
-        return {"item": f"Expected `object`, got `{_json_type(item)}`"}
+    try:
+        fields = _object_decoder.decode(item)
+    except msgspec.ValidationError as exc:
+        return {"item": str(exc)}
     problems = {}
     for field in _DEAL_FIELDS:
-        if field.encode_name not in item:
+        value = fields.get(field.encode_name)
+        if value is None:
             if field.required:
                 problems[field.encode_name] = "Required field is missing"
             continue
-        problem = _field_problem(item[field.encode_name], field.type, field.encode_name)
+        problem = _field_problem(value, field.type, field.encode_name)
         if problem:
             problems[field.encode_name] = problem
     return problems
 
 
-def _field_problem(value: Any, type_: Any, name: str = "$") -> str | None:
+def _field_problem(value: msgspec.Raw, type_: Any, name: str = "$") -> str | None:
     try:
-        msgspec.convert(value, type_, strict=True)
+        decoded = msgspec.json.decode(value, type=type_)
     except msgspec.ValidationError as exc:
         if "matching regex" in str(exc):  # the only pattern is the http(s) URL of `uri`
             return "Expected an absolute `http://` or `https://` URL"
         return str(exc).replace("`$", f"`{name}")
-    if _holds_nul(value):
+    if _holds_nul(decoded):
         return "Strings must not contain U+0000"
     return None
 
@@ -176,14 +179,7 @@ def _text(value: str | int) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def _json_type(value: Any) -> str:
-    names = {dict: "object", list: "array", str: "str", bool: "bool", int: "int", float: "float"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
-
-
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, UnicodeDecodeError):
-        return "it is not UTF-8"
     if isinstance(exc, RecursionError):
         return "it is nested too deeply"
     return str(exc).removeprefix("JSON is malformed: ")

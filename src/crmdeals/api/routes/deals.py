@@ -2,9 +2,11 @@
 storage, response."""
 
 from typing import Annotated
+from urllib.parse import unquote_to_bytes
 
 import msgspec
 from fastapi import APIRouter, Depends, Request, Response
+from starlette.convertors import Convertor, register_url_convertor
 
 from crmdeals.api import openapi
 from crmdeals.api.auth import current_account
@@ -16,9 +18,26 @@ from crmdeals.storage import Store
 PAGE_SIZE = 100
 _MAX_OFFSET_DIGITS = 18  # a longer offset is past the end of any account
 
+_DEAL_URL_PREFIX = b"/v3/deals/"
+
 AccountId = Annotated[int, Depends(current_account)]
 _encode = msgspec.json.Encoder().encode
 router = APIRouter(prefix="/v3/deals", tags=["deals"])
+
+
+class _AnyText(Convertor[str]):
+    """A path parameter that takes anything, newlines included (``path`` stops at one)."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("any_text", _AnyText())
 
 
 def _json(content: object) -> Response:
@@ -66,7 +85,7 @@ async def upload_deals(request: Request, account_id: AccountId) -> Response:
     responses=openapi.responses("A page of deals.", openapi.DEALS_PAGE, 400),
 )
 async def list_deals(request: Request, account_id: AccountId) -> Response:
-    offset = _offset(request.query_params.get("offset"))
+    offset = _offset(request.query_params.getlist("offset"))
     page = await _store(request).list_deals(account_id=account_id, offset=offset, limit=PAGE_SIZE)
     return _json(page)
 
@@ -88,41 +107,63 @@ async def bulk_delete_deals(request: Request, account_id: AccountId) -> Response
 
 
 @router.get(
-    "/{deal_id:path}",
+    "/{deal_id:any_text}",
     summary="Get one deal",
     response_class=Response,
     responses=openapi.responses("The deal.", openapi.DEAL, 404),
 )
 async def get_deal(request: Request, account_id: AccountId, deal_id: str) -> Response:
+    exact_id = _deal_id(request, deal_id)
     deal = None
-    if is_storable_id(deal_id):
-        deal = await _store(request).get_deal(account_id=account_id, deal_id=deal_id)
+    if exact_id is not None and is_storable_id(exact_id):
+        deal = await _store(request).get_deal(account_id=account_id, deal_id=exact_id)
     if deal is None:
-        raise DealNotFound(deal_id)
+        raise DealNotFound(exact_id or deal_id)
     return _json(deal)
 
 
 @router.delete(
-    "/{deal_id:path}",
+    "/{deal_id:any_text}",
     summary="Delete one deal",
     response_class=Response,
     responses=openapi.responses("Deleted; empty body.", None, 404),
 )
 async def delete_deal(request: Request, account_id: AccountId, deal_id: str) -> Response:
-    deleted = is_storable_id(deal_id) and await _store(request).delete_deal(
-        account_id=account_id, deal_id=deal_id
+    exact_id = _deal_id(request, deal_id)
+    deleted = (
+        exact_id is not None
+        and is_storable_id(exact_id)
+        and await _store(request).delete_deal(account_id=account_id, deal_id=exact_id)
     )
     if not deleted:
-        raise DealNotFound(deal_id)
+        raise DealNotFound(exact_id or deal_id)
     return Response()
 
 
-def _offset(raw: str | None) -> int:
-    if raw is None:
+def _deal_id(request: Request, routed_id: str) -> str | None:
+    """The ``{id}`` of the URL, percent-decoded exactly once, from the bytes the client sent.
+
+    Servers hand over a decoded path too, but decode invalid UTF-8 to U+FFFD (so ``%ff``
+    would name the deal ``"\ufffd"``) and ``%2F`` to a separator; the raw path has neither
+    problem. ``None`` when the id is not UTF-8, which no stored id can match.
+    """
+    raw_path: bytes | None = request.scope.get("raw_path")
+    if raw_path is None:  # a server that gives only the decoded path
+        return routed_id
+    _, _, encoded_id = raw_path.partition(_DEAL_URL_PREFIX)
+    try:
+        return unquote_to_bytes(encoded_id).decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _offset(values: list[str]) -> int:
+    if not values:
         return 0
-    if not (raw.isascii() and raw.isdigit()):
+    raw = values[0]
+    if len(values) > 1 or not (raw.isascii() and raw.isdigit()):
         raise InvalidRequest(
-            "offset must be a non-negative integer.", {"offset": "Expected `int` >= 0"}
+            "offset must be one non-negative integer.", {"offset": "Expected one `int` >= 0"}
         )
     digits = raw.lstrip("0") or "0"
     return int(digits) if len(digits) <= _MAX_OFFSET_DIGITS else 10**_MAX_OFFSET_DIGITS
