@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -16,6 +17,20 @@ from crmdeals.storage import Store, connect, upgrade
 
 KEY_A = "a" * 32
 KEY_B = "b" * 32
+
+PAGE_POST_EXAMPLE = """[
+{
+"id": "1",
+"responsibleUserId": "id007",
+"name": "Daily Deal Test",
+"closed": false,
+"contacts": ["111-2e0df379-0e3c-470f-9b36"],
+"link": "https://link-to-deal-in-crm.com"
+}
+]
+"""
+"""The body of the POST example on the platform's page (``deals-api-page.txt``), as written:
+it sends ``link``, not ``uri``, and the page sends it with ``Authorization: Basic <key>``."""
 
 
 def make_deal(deal_id: str | int = "1", **fields: Any) -> dict[str, Any]:
@@ -31,16 +46,19 @@ def make_deal(deal_id: str | int = "1", **fields: Any) -> dict[str, Any]:
     }
 
 
-def all_deals(client: TestClient) -> list[dict[str, Any]]:
-    """Every deal of the client's account, read page by page through the API."""
+def all_deals(client: httpx.Client) -> list[dict[str, Any]]:
+    """Every deal of the client's account, read page by page through the API (at most 100
+    pages), checking ``count`` on the way."""
     deals: list[dict[str, Any]] = []
-    while True:
+    for _ in range(100):
         response = client.get("/v3/deals", params={"offset": len(deals)})
         assert response.status_code == 200, response.text
-        page = response.json()["data"]
-        deals.extend(page)
-        if len(page) < 100:
+        page = response.json()
+        deals.extend(page["data"])
+        if len(page["data"]) < 100:
+            assert page["count"] == len(deals)
             return deals
+    raise AssertionError("more than 100 pages")
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import all_deals, make_deal
+from tests.conftest import PAGE_POST_EXAMPLE, all_deals, make_deal
 
 
 def upload(client: TestClient, body: Any) -> Any:
@@ -118,20 +118,9 @@ def test_body_is_json_whatever_the_content_type(client: TestClient) -> None:
 
 
 def test_the_pages_own_post_example_is_accepted_as_written(client: TestClient) -> None:
-    body = """[
-{
-"id": "1",
-"responsibleUserId": "id007",
-"name": "Daily Deal Test",
-"closed": false,
-"contacts": ["111-2e0df379-0e3c-470f-9b36"],
-"link": "https://link-to-deal-in-crm.com"
-}
-]
-"""
     response = client.post(
         "/v3/deals",
-        content=body,
+        content=PAGE_POST_EXAMPLE,
         headers={"Authorization": f"Basic {'a' * 32}", "Content-Type": "application/json"},
     )
     assert response.status_code == 200

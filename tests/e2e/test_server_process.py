@@ -11,7 +11,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.conftest import make_deal
+from tests.conftest import PAGE_POST_EXAMPLE, all_deals, make_deal
 from tests.e2e.conftest import MakeServer
 from tests.e2e.server import ServerProcess
 
@@ -36,20 +36,6 @@ def stored(deal: dict[str, Any]) -> dict[str, Any]:
 def upload(client: httpx.Client, deals: list[dict[str, Any]]) -> None:
     response = client.post("/v3/deals", json=deals)
     assert response.status_code == 200, response.text
-
-
-def all_deals(client: httpx.Client) -> list[dict[str, Any]]:
-    """Every deal of the client's account, page by page (bounded: at most 100 pages)."""
-    deals: list[dict[str, Any]] = []
-    for _ in range(100):
-        response = client.get("/v3/deals", params={"offset": len(deals)})
-        assert response.status_code == 200, response.text
-        page = response.json()
-        deals.extend(page["data"])
-        if len(page["data"]) < 100:
-            assert page["count"] == len(deals)
-            return deals
-    raise AssertionError("more than 100 pages")
 
 
 def assert_stopped_gracefully(server: ServerProcess) -> None:
@@ -100,21 +86,9 @@ def test_acknowledged_writes_survive_sigkill(server: ServerProcess) -> None:
 
 
 def test_the_pages_own_post_example_is_accepted_over_the_socket(server: ServerProcess) -> None:
-    # The page's curl example as written, with our key in place of the page's.
-    body = """[
-{
-"id": "1",
-"responsibleUserId": "id007",
-"name": "Daily Deal Test",
-"closed": false,
-"contacts": ["111-2e0df379-0e3c-470f-9b36"],
-"link": "https://link-to-deal-in-crm.com"
-}
-]
-"""
     response = httpx.post(
         f"{server.url}/v3/deals",
-        content=body.encode(),
+        content=PAGE_POST_EXAMPLE.encode(),
         headers={"Authorization": f"Basic {server.key}", "Content-Type": "application/json"},
         timeout=10.0,
     )
