@@ -2,8 +2,8 @@
 
 Every error a request can meet is an ``ApiError``; one handler (``crmdeals.api.envelope``)
 turns each into the contract's body ``{"error": CODE, "description": ..., "data": ...}``
-with the status below. Anything else that escapes a route is a bug and becomes
-``500 INTERNAL_ERROR``.
+with the status below. Anything else that escapes a route is a bug: the request context
+(``crmdeals.api.middleware``) logs it and answers ``InternalError``.
 
     ApiError
      ├── TooManyEntities      400 TOO_MANY_ENTITIES
@@ -16,7 +16,8 @@ with the status below. Anything else that escapes a route is a bug and becomes
      ├── MethodNotAllowed     405 METHOD_NOT_ALLOWED
      ├── PayloadTooLarge      413 PAYLOAD_TOO_LARGE
      ├── TooManyRequests      429 TOO_MANY_REQUESTS
-     └── ServiceUnavailable   503 SERVICE_UNAVAILABLE
+     ├── InternalError        500 INTERNAL_ERROR (only the request id; details go to the log)
+     └── ServiceUnavailable   503 SERVICE_UNAVAILABLE (/healthz only)
 """
 
 from typing import Any
@@ -109,6 +110,16 @@ class TooManyRequests(ApiError):
             f"At most {limit} requests per {window_seconds} seconds; retry later.",
             {"limit": limit, "windowSeconds": window_seconds},
             headers={"Retry-After": str(retry_after)},
+        )
+
+
+class InternalError(ApiError):
+    status, code = 500, "INTERNAL_ERROR"
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(
+            "Something went wrong on our side; quote the request id when reporting it.",
+            {"requestId": request_id},
         )
 
 

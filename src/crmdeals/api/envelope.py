@@ -5,12 +5,11 @@ from typing import Any
 
 import msgspec
 from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
-from crmdeals.errors import ApiError, InvalidRequest, MethodNotAllowed, NotFound
+from crmdeals.errors import ApiError, MethodNotAllowed, NotFound
 
 
 class ErrorBody(msgspec.Struct, omit_defaults=True):
@@ -34,7 +33,6 @@ def error_response(error: ApiError) -> Response:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(HTTPException, _routing_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
 
 
 async def _api_error(_request: Request, error: Exception) -> Response:
@@ -72,9 +70,3 @@ def _methods_matching(routes: Iterable[Any], scope: Scope) -> set[str]:
         elif isinstance(route, BaseRoute) and route.matches(scope)[0] == Match.PARTIAL:
             methods |= getattr(route, "methods", None) or set()
     return methods
-
-
-async def _validation_error(_request: Request, error: Exception) -> Response:
-    assert isinstance(error, RequestValidationError)
-    fields = {".".join(map(str, e["loc"])): e["msg"] for e in error.errors()}
-    return error_response(InvalidRequest("The request has the wrong shape.", fields))

@@ -9,23 +9,13 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crmdeals.api.envelope import error_response
-from crmdeals.errors import ApiError
+from crmdeals.errors import InternalError
 
 CLIENT_CLOSED_REQUEST = 499
 """The status logged for a client that went away before its request was read (nginx's)."""
 
 access_log = logging.getLogger("crmdeals.access")
 error_log = logging.getLogger("crmdeals.error")
-
-
-class InternalError(ApiError):
-    status, code = 500, "INTERNAL_ERROR"
-
-    def __init__(self, request_id: str) -> None:
-        super().__init__(
-            "Something went wrong on our side; quote the request id when reporting it.",
-            {"requestId": request_id},
-        )
 
 
 class RequestContext:
