@@ -9,10 +9,14 @@ from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
+POOL_SIZE = 8
+"""Connections kept open, and the most in use at once. Requests beyond it wait for one
+instead of opening and closing extra connections, which cost more than the queries."""
+
 
 def connect(database_url: str) -> sa.Engine:
     """An engine for ``database_url``; SQLite gets WAL, a busy timeout and real transactions."""
-    engine = sa.create_engine(database_url)
+    engine = sa.create_engine(database_url, pool_size=POOL_SIZE, max_overflow=0)
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _configure_sqlite_connection)
         sa.event.listen(engine, "begin", _begin_sqlite_transaction)

@@ -6,7 +6,9 @@ tenant cannot be written by accident. The methods the server calls per request a
 the database. The administration methods (for the CLI) are plain functions.
 """
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
@@ -30,7 +32,7 @@ _DEAL_COLUMNS = (
     deals.c.contacts,
     deals.c.closed,
 )
-_REPLACED_ON_UPSERT = ("responsible_user_id", "name", "uri", "contacts", "closed", "updated_at")
+_REPLACED_ON_UPSERT = ("responsible_user_id", "name", "uri", "contacts", "closed")
 _decode_contacts = msgspec.json.Decoder(list[str]).decode
 _encode = msgspec.json.Encoder().encode
 
@@ -56,6 +58,9 @@ class Store:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self._upsert = _upsert_statement(engine.dialect.name)
+        self._writer_turn: AbstractContextManager[object] = (
+            threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
+        )
 
     # -- per request ---------------------------------------------------------------------
 
@@ -86,6 +91,14 @@ class Store:
         """Delete the listed deals in one transaction; the ids that did not exist, in order."""
         return await self._in_thread(self._delete_deals, account_id, deal_ids)
 
+    @contextmanager
+    def _write_transaction(self) -> Iterator[sa.Connection]:
+        """A transaction that writes. SQLite lets one connection write at a time: this
+        process's threads take turns here rather than in SQLite's busy handler, which sleeps
+        up to 100 ms between tries. (Other processes still meet the busy handler.)"""
+        with self._writer_turn, self.engine.begin() as connection:
+            yield connection
+
     @staticmethod
     async def _in_thread(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await to_thread.run_sync(lambda: function(*args, **kwargs))
@@ -104,7 +117,6 @@ class Store:
     def _upsert_deals(self, account_id: int, batch: list[Deal]) -> None:
         if not batch:
             return
-        now = datetime.now(UTC)
         rows = [
             {
                 "account_id": account_id,
@@ -114,13 +126,11 @@ class Store:
                 "uri": deal.uri,
                 "contacts": _encode(deal.contacts).decode(),
                 "closed": deal.closed,
-                "created_at": now,
-                "updated_at": now,
             }
             # One order for every writer, so concurrent upserts cannot deadlock on rows.
             for deal in sorted(batch, key=lambda deal: deal.id)
         ]
-        with self.engine.begin() as connection:
+        with self._write_transaction() as connection:
             connection.execute(self._upsert, rows)
 
     def _list_deals(self, account_id: int, offset: int, limit: int) -> DealsPage:
@@ -147,7 +157,7 @@ class Store:
 
     def _delete_deal(self, account_id: int, deal_id: str) -> bool:
         statement = sa.delete(deals).where(deals.c.account_id == account_id, deals.c.id == deal_id)
-        with self.engine.begin() as connection:
+        with self._write_transaction() as connection:
             return connection.execute(statement).rowcount > 0
 
     def _delete_deals(self, account_id: int, deal_ids: list[str]) -> list[str]:
@@ -158,7 +168,7 @@ class Store:
             .where(deals.c.account_id == account_id, deals.c.id.in_(deal_ids))
             .returning(deals.c.id)
         )
-        with self.engine.begin() as connection:
+        with self._write_transaction() as connection:
             deleted = set(connection.scalars(statement))
         return [deal_id for deal_id in deal_ids if deal_id not in deleted]
 
@@ -166,7 +176,7 @@ class Store:
 
     def create_account(self, name: str) -> Account:
         created_at = datetime.now(UTC)
-        with self.engine.begin() as connection:
+        with self._write_transaction() as connection:
             account_id = connection.scalar(
                 sa.insert(accounts)
                 .values(name=name, created_at=created_at)
@@ -192,7 +202,7 @@ class Store:
             "prefix": prefix,
             "created_at": datetime.now(UTC),
         }
-        with self.engine.begin() as connection:
+        with self._write_transaction() as connection:
             connection.execute(sa.insert(api_keys).values(values))
 
     def key_hash_exists(self, key_hash: str) -> bool:
@@ -230,17 +240,20 @@ class Store:
             .where(api_keys.c.prefix == prefix, api_keys.c.revoked_at.is_(None))
             .values(revoked_at=datetime.now(UTC))
         )
-        with self.engine.begin() as connection:
+        with self._write_transaction() as connection:
             connection.execute(statement)
 
 
 def _upsert_statement(dialect: str) -> sqlite.Insert | postgresql.Insert:
     """``INSERT ... ON CONFLICT (account_id, id) DO UPDATE``: a new id is added, a known one
-    has every field but ``created_at`` replaced."""
+    has every field replaced. The database sets the timestamps, so no row carries them."""
     statement = postgresql.insert(deals) if dialect == "postgresql" else sqlite.insert(deals)
     return statement.on_conflict_do_update(
         index_elements=[deals.c.account_id, deals.c.id],
-        set_={column: statement.excluded[column] for column in _REPLACED_ON_UPSERT},
+        set_={
+            **{column: statement.excluded[column] for column in _REPLACED_ON_UPSERT},
+            "updated_at": sa.func.now(),
+        },
     )
 
 

@@ -53,8 +53,12 @@ def upgrade() -> None:
         sa.Column("uri", sa.String(200), nullable=True),
         sa.Column("contacts", sa.Text, nullable=False, comment="JSON array of contact id strings"),
         sa.Column("closed", sa.Boolean, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.PrimaryKeyConstraint("account_id", "id"),
     )
 
