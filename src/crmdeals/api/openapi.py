@@ -45,24 +45,24 @@ def json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def responses(
-    ok: str, ok_schema: dict[str, Any] | None = None, *errors: int
+    ok: str, *errors: int, schema: dict[str, Any] | None = None
 ) -> dict[int | str, dict[str, Any]]:
-    """The documented responses of an API route: 200, 401, 429 and the given ``errors``."""
+    """The documented responses of an API route: 200 (with ``schema``, if it has a body),
+    401, 429 and the given ``errors``."""
     documented: dict[int | str, dict[str, Any]] = {200: {"description": ok}}
-    if ok_schema is not None:
-        documented[200]["content"] = {"application/json": {"schema": ok_schema}}
+    if schema is not None:
+        documented[200]["content"] = {"application/json": {"schema": schema}}
     for status in sorted({*errors, 401, 429}):
         documented[status] = {
             "description": _ERRORS[status],
             "content": {"application/json": {"schema": ERROR}},
         }
-    if 429 in documented:
-        documented[429]["headers"] = {
-            "Retry-After": {
-                "description": "Seconds until the window resets (at least 1).",
-                "schema": {"type": "integer", "minimum": 1},
-            }
+    documented[429]["headers"] = {
+        "Retry-After": {
+            "description": "Seconds until the window resets (at least 1).",
+            "schema": {"type": "integer", "minimum": 1},
         }
+    }
     return documented
 
 

@@ -58,7 +58,7 @@ def _store(request: Request) -> Store:
         f"Up to {MAX_ENTITIES} deals. New ids are added, known ids fully replaced; the same "
         "id twice: the last one wins. All or nothing.",
     ),
-    responses=openapi.responses("Stored; empty body.", None, 400, 413),
+    responses=openapi.responses("Stored; empty body.", 400, 413),
 )
 async def upload_deals(request: Request, account_id: AccountId) -> Response:
     body = await read_body(request, request.app.state.settings.max_body_bytes)
@@ -82,7 +82,7 @@ async def upload_deals(request: Request, account_id: AccountId) -> Response:
             }
         ]
     },
-    responses=openapi.responses("A page of deals.", openapi.DEALS_PAGE, 400),
+    responses=openapi.responses("A page of deals.", 400, schema=openapi.DEALS_PAGE),
 )
 async def list_deals(request: Request, account_id: AccountId) -> Response:
     offset = _offset(request.query_params.getlist("offset"))
@@ -96,7 +96,7 @@ async def list_deals(request: Request, account_id: AccountId) -> Response:
     response_class=Response,
     openapi_extra=openapi.json_body(openapi.ID_BATCH, f"Up to {MAX_ENTITIES} deal ids."),
     responses=openapi.responses(
-        "Deleted; the listed ids that did not exist.", openapi.ID_LIST, 400, 413
+        "Deleted; the listed ids that did not exist.", 400, 413, schema=openapi.ID_LIST
     ),
 )
 async def bulk_delete_deals(request: Request, account_id: AccountId) -> Response:
@@ -110,7 +110,7 @@ async def bulk_delete_deals(request: Request, account_id: AccountId) -> Response
     "/{deal_id:any_text}",
     summary="Get one deal",
     response_class=Response,
-    responses=openapi.responses("The deal.", openapi.DEAL, 404),
+    responses=openapi.responses("The deal.", 404, schema=openapi.DEAL),
 )
 async def get_deal(request: Request, account_id: AccountId, deal_id: str) -> Response:
     exact_id = _deal_id(request, deal_id)
@@ -126,7 +126,7 @@ async def get_deal(request: Request, account_id: AccountId, deal_id: str) -> Res
     "/{deal_id:any_text}",
     summary="Delete one deal",
     response_class=Response,
-    responses=openapi.responses("Deleted; empty body.", None, 404),
+    responses=openapi.responses("Deleted; empty body.", 404),
 )
 async def delete_deal(request: Request, account_id: AccountId, deal_id: str) -> Response:
     exact_id = _deal_id(request, deal_id)
