@@ -1,5 +1,6 @@
 """The OpenAPI document describes every route, body, response and error the API has."""
 
+import re
 from typing import Any
 
 import pytest
@@ -44,6 +45,9 @@ def test_bodies_are_documented_with_the_deal_rules(document: dict[str, Any]) -> 
     assert deal["properties"]["contacts"]["maxItems"] == 10
     assert deal["properties"]["name"]["maxLength"] == 200
     assert "pattern" in str(deal["properties"]["uri"])
+    no_nul = deal["properties"]["name"]["pattern"]
+    assert re.search(no_nul, "a name") is not None
+    assert re.search(no_nul, "a\x00name") is None
     bulk = document["paths"]["/v3/deals/bulk_delete"]["patch"]["requestBody"]["content"]
     assert bulk["application/json"]["schema"] == {"$ref": "#/components/schemas/DealIdBatch"}
     assert schemas["DealIdBatch"]["maxItems"] == 100
