@@ -68,9 +68,17 @@ def test_missing_or_wrong_key_is_unauthorized_on_every_route(
     assert response.json()["error"] == "UNAUTHORIZED"
 
 
-def test_unauthorized_upload_stores_nothing(anonymous: TestClient, client: TestClient) -> None:
-    anonymous.post("/v3/deals", json=[make_deal("1")], headers={"Authorization": "Bearer x"})
-    assert all_deals(client) == []
+def test_unauthorized_requests_change_nothing(anonymous: TestClient, client: TestClient) -> None:
+    client.post("/v3/deals", json=[make_deal("1"), make_deal("2")])
+    before = all_deals(client)
+    wrong = {"Authorization": f"Bearer {'c' * 32}"}
+    responses = [
+        anonymous.post("/v3/deals", json=[make_deal("1", name="x")], headers=wrong),
+        anonymous.delete("/v3/deals/1", headers=wrong),
+        anonymous.patch("/v3/deals/bulk_delete", json=["2"], headers=wrong),
+    ]
+    assert [response.status_code for response in responses] == [401, 401, 401]
+    assert all_deals(client) == before
 
 
 def test_api_key_parsing_never_accepts_something_that_is_not_a_key() -> None:
