@@ -21,8 +21,25 @@ _DEAL_BATCH, _ID_BATCH, DEALS_PAGE, DEAL, ERROR, ID_LIST = _SCHEMAS
 # `openapi_extra` schema through float-typed models, which would turn 2**63 - 1 into 9.2e18.
 _COMPONENTS |= {"DealBatch": _DEAL_BATCH, "DealIdBatch": _ID_BATCH}
 DEAL_BATCH = {"$ref": _REF.format(name="DealBatch")}
-_NO_NUL = r"^[^\x00]*$"
 ID_BATCH = {"$ref": _REF.format(name="DealIdBatch")}
+_NO_NUL = r"^[^\x00]*$"
+
+
+def _refuse_nul(schema: Any) -> None:
+    """Say in every string schema of ``schema`` that U+0000 is refused (the server checks it
+    apart from the types, which would otherwise run a pattern over every string)."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "string":
+            schema.setdefault("pattern", _NO_NUL)
+        for value in schema.values():
+            _refuse_nul(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _refuse_nul(value)
+
+
+for _sent_by_clients in ("DealInput", "DealIdBatch"):
+    _refuse_nul(_COMPONENTS[_sent_by_clients])
 
 _ERRORS = {
     400: "The body or the query is invalid (`TOO_MANY_ENTITIES`, `INVALID_DEALS_DATA`, "
@@ -67,19 +84,6 @@ def responses(
     return documented
 
 
-def _refuse_nul(schema: Any) -> None:
-    """Say in every string schema of ``schema`` that U+0000 is refused (the server checks it
-    apart from the types, which would otherwise run a pattern over every string)."""
-    if isinstance(schema, dict):
-        if schema.get("type") == "string":
-            schema.setdefault("pattern", _NO_NUL)
-        for value in schema.values():
-            _refuse_nul(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            _refuse_nul(value)
-
-
 def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -99,8 +103,6 @@ def _document(app: FastAPI) -> dict[str, Any]:
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas.update(_COMPONENTS)
-    for sent_by_clients in ("DealInput", "DealIdBatch"):
-        _refuse_nul(schemas[sent_by_clients])
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)  # FastAPI's 422, which this API never sends
     components["securitySchemes"] = {
