@@ -10,7 +10,7 @@ from crmdeals.api.envelope import install_error_handlers
 from crmdeals.api.middleware import RequestContext
 from crmdeals.api.openapi import install_openapi
 from crmdeals.api.ratelimit import RateLimiter
-from crmdeals.api.routes import deals, health
+from crmdeals.api.routes import deals, health, metrics
 from crmdeals.settings import Settings
 from crmdeals.storage import Store, connect
 
@@ -18,7 +18,9 @@ from crmdeals.storage import Store, connect
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The server. Its database must be migrated already (``crmdeals serve`` does that)."""
     settings = settings or Settings()
-    engine = connect(settings.database_url)
+    engine = connect(
+        settings.database_url, pool_size=settings.db_pool_size, timeout=settings.db_timeout
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -34,9 +36,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = Store(engine)
     limit = settings.parsed_rate_limit
-    app.state.rate_limiter = RateLimiter(limit) if limit else None
+    app.state.rate_limiter = RateLimiter(limit, settings.redis_url) if limit else None
     app.include_router(deals.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.add_middleware(RequestContext)
     install_error_handlers(app)
     install_openapi(app)

@@ -1,5 +1,7 @@
 """The ``crmdeals`` command: serve, manage accounts and keys, migrate the database."""
 
+import os
+import tempfile
 from typing import Annotated
 
 import typer
@@ -8,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crmdeals import accounts as account_service
+from crmdeals import metrics
 from crmdeals.logs import logging_config
 from crmdeals.settings import Settings
 from crmdeals.storage import Store, connect, upgrade
@@ -21,9 +24,13 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 err = Console(stderr=True)
 
+GRACEFUL_SHUTDOWN_SECONDS = 30
+"""On SIGTERM or SIGINT: how long requests in flight may take to finish before the
+connections are closed. No new connection is accepted meanwhile."""
+
 
 def _migrated_store(settings: Settings) -> Store:
-    engine = connect(settings.database_url)
+    engine = connect(settings.database_url, timeout=settings.db_timeout)
     upgrade(engine)
     return Store(engine)
 
@@ -46,18 +53,22 @@ def serve(
     store.engine.dispose()
     if message:
         print(message, flush=True)  # stdout: stderr carries only JSON log lines
-    uvicorn.run(
-        "crmdeals.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=settings.port if port is None else port,
-        workers=workers or settings.workers,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=logging_config(settings.log_level),
-        timeout_graceful_shutdown=30,
-    )
+    workers = workers or settings.workers
+    with tempfile.TemporaryDirectory(prefix="crmdeals-metrics-") as metrics_dir:
+        if workers > 1:  # the workers start afresh and find it: /metrics sums them all
+            os.environ[metrics.MULTIPROCESS_DIR_VARIABLE] = metrics_dir
+        uvicorn.run(
+            "crmdeals.app:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=settings.port if port is None else port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_config=logging_config(settings.log_level),
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )
 
 
 @accounts_app.command("create")

@@ -17,7 +17,7 @@ with the status below. Anything else that escapes a route is a bug: the request 
      ├── PayloadTooLarge      413 PAYLOAD_TOO_LARGE
      ├── TooManyRequests      429 TOO_MANY_REQUESTS
      ├── InternalError        500 INTERNAL_ERROR (only the request id; details go to the log)
-     └── ServiceUnavailable   503 SERVICE_UNAVAILABLE (/healthz only)
+     └── ServiceUnavailable   503 SERVICE_UNAVAILABLE (the database is down or too busy)
 """
 
 from typing import Any
@@ -125,3 +125,6 @@ class InternalError(ApiError):
 
 class ServiceUnavailable(ApiError):
     status, code = 503, "SERVICE_UNAVAILABLE"
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description, headers={"Retry-After": "1"})

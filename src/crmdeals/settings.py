@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
+from crmdeals.storage.engine import DEFAULT_POOL_SIZE, DEFAULT_TIMEOUT
+
 KEY_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 """An API key: 32 lowercase hex characters."""
 
@@ -34,7 +36,21 @@ class Settings(BaseSettings):
 
     database_url: str = Field(
         "sqlite:///./crmdeals.db",
-        description="SQLAlchemy URL of the database (SQLite file by default).",
+        description="The database: a SQLite file (sqlite:///path) or PostgreSQL "
+        "(postgresql://user:password@host:port/database).",
+    )
+    db_pool_size: Annotated[int, Field(ge=1)] = Field(
+        DEFAULT_POOL_SIZE, description="Database connections each server process keeps open."
+    )
+    db_timeout: Annotated[float, Field(gt=0)] = Field(
+        DEFAULT_TIMEOUT,
+        description="Seconds a request may wait for a free connection, a lock or a query "
+        "before it gets 503.",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis (redis://host:port/db) holding the rate-limit counters that "
+        "all processes share. Unset: each process counts on its own.",
     )
     rate_limit: str = Field(
         "500/5s", description="'REQUESTS/SECONDSs' per account and per client address, or 'off'."
@@ -75,10 +91,28 @@ class Settings(BaseSettings):
             url = make_url(value)
         except ArgumentError:
             raise ValueError("not a database URL, e.g. sqlite:///./crmdeals.db") from None
-        if url.get_backend_name() != "sqlite":
-            raise ValueError("only sqlite:/// URLs are supported so far")
-        if url.database in (None, "", ":memory:"):
-            raise ValueError("SQLite needs a file (an in-memory database is one per connection)")
+        match url.get_backend_name():
+            case "sqlite":
+                if url.database in (None, "", ":memory:"):
+                    raise ValueError(
+                        "SQLite needs a file (an in-memory database is one per connection)"
+                    )
+            case "postgresql":
+                if url.drivername not in ("postgresql", "postgresql+psycopg"):
+                    raise ValueError(
+                        "crmdeals talks to PostgreSQL through psycopg 3: postgresql://"
+                    )
+                if not url.database:
+                    raise ValueError("name the PostgreSQL database: postgresql://host/database")
+            case _:
+                raise ValueError("expected sqlite:///path or postgresql://host/database")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^rediss?://", value):
+            raise ValueError("expected redis://host:port/db or rediss://...")
         return value
 
     @cached_property

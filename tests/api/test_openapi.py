@@ -9,12 +9,13 @@ from fastapi.testclient import TestClient
 from tests.conftest import make_deal
 
 ROUTES = {
-    ("post", "/v3/deals"): {"200", "400", "401", "413", "429"},
-    ("get", "/v3/deals"): {"200", "400", "401", "429"},
-    ("get", "/v3/deals/{deal_id}"): {"200", "401", "404", "429"},
-    ("delete", "/v3/deals/{deal_id}"): {"200", "401", "404", "429"},
-    ("patch", "/v3/deals/bulk_delete"): {"200", "400", "401", "413", "429"},
+    ("post", "/v3/deals"): {"200", "400", "401", "413", "429", "503"},
+    ("get", "/v3/deals"): {"200", "400", "401", "429", "503"},
+    ("get", "/v3/deals/{deal_id}"): {"200", "401", "404", "429", "503"},
+    ("delete", "/v3/deals/{deal_id}"): {"200", "401", "404", "429", "503"},
+    ("patch", "/v3/deals/bulk_delete"): {"200", "400", "401", "413", "429", "503"},
     ("get", "/healthz"): {"200", "503"},
+    ("get", "/metrics"): {"200"},
 }
 
 

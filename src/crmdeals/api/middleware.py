@@ -8,6 +8,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from crmdeals import metrics
 from crmdeals.api.envelope import error_response
 from crmdeals.errors import InternalError
 
@@ -60,17 +61,24 @@ class RequestContext:
             if not response_started:
                 await error_response(InternalError(request_id))(scope, receive, send_with_id)
         finally:
-            access_log.info("request", extra={"fields": _access_fields(scope, status, started)})
+            _record(scope, status, time.perf_counter() - started)
 
 
-def _access_fields(scope: Scope, status: int, started: float) -> dict[str, Any]:
-    route = scope.get("route")
+def _record(scope: Scope, status: int, seconds: float) -> None:
+    """Write the access log line and count the request in the metrics."""
+    method = scope["method"]
+    # The route template, "/v3/deals/{deal_id}" as in OpenAPI; None when no route matched.
+    route = getattr(scope.get("route"), "path_format", None)
     state = scope["state"]
-    return {
-        "method": scope["method"],
-        "route": getattr(route, "path_format", None),  # "/v3/deals/{deal_id}", as in OpenAPI
+    fields: dict[str, Any] = {
+        "method": method,
+        "route": route,
         "status": status,
-        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        "duration_ms": round(seconds * 1000, 3),
         "account_id": state.get("account_id"),
         "request_id": state["request_id"],
     }
+    access_log.info("request", extra={"fields": fields})
+    route_label = route or "unmatched"
+    metrics.REQUESTS.labels(method=method, route=route_label, status=status).inc()
+    metrics.REQUEST_SECONDS.labels(method=method, route=route_label).observe(seconds)

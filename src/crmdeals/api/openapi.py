@@ -48,6 +48,8 @@ _ERRORS = {
     404: "No such deal in the account (`DEAL_NOT_FOUND`).",
     413: "The body is larger than the limit (`PAYLOAD_TOO_LARGE`).",
     429: "Over the rate limit (`TOO_MANY_REQUESTS`); see the `Retry-After` header.",
+    503: "The database is unreachable or too busy (`SERVICE_UNAVAILABLE`); retry after "
+    "`Retry-After` seconds (every route is safe to repeat).",
 }
 
 
@@ -66,11 +68,11 @@ def responses(
     ok: str, *errors: int, schema: dict[str, Any] | None = None
 ) -> dict[int | str, dict[str, Any]]:
     """The documented responses of an API route: 200 (with ``schema``, if it has a body),
-    401, 429 and the given ``errors``."""
+    401, 429, 503 and the given ``errors``."""
     documented: dict[int | str, dict[str, Any]] = {200: {"description": ok}}
     if schema is not None:
         documented[200]["content"] = {"application/json": {"schema": schema}}
-    for status in sorted({*errors, 401, 429}):
+    for status in sorted({*errors, 401, 429, 503}):
         documented[status] = {
             "description": _ERRORS[status],
             "content": {"application/json": {"schema": ERROR}},
@@ -80,6 +82,9 @@ def responses(
             "description": "Seconds until the window resets (at least 1).",
             "schema": {"type": "integer", "minimum": 1},
         }
+    }
+    documented[503]["headers"] = {
+        "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
     }
     return documented
 

@@ -1,33 +1,78 @@
 """The rate limit: fixed windows per account (or per client address), through ``limits``.
 
-The counters live in a ``limits`` storage named by URI (in-process memory for now), so a
-shared storage can replace it without touching the callers.
+Without Redis the counters live in this process's memory. With ``CRMDEALS_REDIS_URL`` they
+live in Redis, so all processes together allow the limit once. When Redis cannot be reached
+the limiter fails open: requests are served unchecked, every one of them is counted in
+``crmdeals_rate_limit_unchecked_total`` and the outage is logged as an error. Refusing every
+request because a counter store is down would turn a Redis outage into an API outage.
 """
 
+import logging
 import math
 import time
 
 from limits import RateLimitItemPerSecond
 from limits.aio.strategies import FixedWindowRateLimiter
+from limits.errors import StorageError
 from limits.storage import storage_from_string
 
+from crmdeals import metrics
 from crmdeals.errors import TooManyRequests
 from crmdeals.settings import RateLimit
 
+REDIS_TIMEOUT_SECONDS = 0.5
+"""The longest a request waits for Redis before it is let through unchecked."""
+REDIS_RETRY_SECONDS = 1.0
+"""After Redis failed, how long requests go unchecked before Redis is tried again."""
+
+log = logging.getLogger("crmdeals.ratelimit")
+
 
 class RateLimiter:
-    def __init__(self, limit: RateLimit, storage_uri: str = "async+memory://") -> None:
+    def __init__(self, limit: RateLimit, redis_url: str | None = None) -> None:
         self.limit = limit
         self._item = RateLimitItemPerSecond(limit.requests, limit.window_seconds)
-        self._limiter = FixedWindowRateLimiter(storage_from_string(storage_uri))
+        if redis_url is None:
+            storage = storage_from_string("async+memory://")
+        else:
+            storage = storage_from_string(
+                f"async+{redis_url}",
+                implementation="redispy",
+                key_prefix="crmdeals",
+                wrap_exceptions=True,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+            )
+        self._limiter = FixedWindowRateLimiter(storage)
+        self._unchecked_until = 0.0  # while Redis is down: when to try it again
 
     async def hit(self, key: str) -> None:
         """Count one request of ``key``; raise ``TooManyRequests`` past the limit."""
-        if await self._limiter.hit(self._item, key):
+        if time.monotonic() < self._unchecked_until:
+            metrics.RATE_LIMIT_UNCHECKED.inc()
             return
-        window = await self._limiter.get_window_stats(self._item, key)
+        try:
+            allowed = await self._limiter.hit(self._item, key)
+            window = None if allowed else await self._limiter.get_window_stats(self._item, key)
+        except StorageError as error:
+            self._fail_open(error)
+            return
+        if self._unchecked_until:
+            self._unchecked_until = 0.0
+            log.warning("redis answers again: the rate limit is enforced again")
+        if window is None:
+            return
+        metrics.RATE_LIMITED.labels(scope=key.partition(":")[0]).inc()
         raise TooManyRequests(
             limit=self.limit.requests,
             window_seconds=self.limit.window_seconds,
             retry_after=max(1, math.ceil(window.reset_time - time.time())),
+        )
+
+    def _fail_open(self, error: StorageError) -> None:
+        metrics.RATE_LIMIT_UNCHECKED.inc()
+        self._unchecked_until = time.monotonic() + REDIS_RETRY_SECONDS
+        log.error(
+            "redis unreachable: requests are served WITHOUT the rate limit",
+            extra={"fields": {"error": repr(error.storage_error)}},
         )

@@ -9,16 +9,33 @@ from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
-POOL_SIZE = 8
-"""Connections kept open, and the most in use at once. Requests beyond it wait for one
-instead of opening and closing extra connections, which cost more than the queries."""
+DEFAULT_POOL_SIZE = 8
+DEFAULT_TIMEOUT = 10.0
 
 
-def connect(database_url: str) -> sa.Engine:
-    """An engine for ``database_url``; SQLite gets WAL, a busy timeout and real transactions."""
-    engine = sa.create_engine(database_url, pool_size=POOL_SIZE, max_overflow=0)
+def connect(
+    database_url: str, *, pool_size: int = DEFAULT_POOL_SIZE, timeout: float = DEFAULT_TIMEOUT
+) -> sa.Engine:
+    """An engine for ``database_url`` (SQLite or PostgreSQL through psycopg 3).
+
+    The pool keeps ``pool_size`` connections and never opens more: requests beyond it wait
+    for one, because opening and closing extra connections costs more than the queries.
+    ``timeout`` bounds, in seconds, the wait for a connection, for a lock and for a query.
+    SQLite gets WAL and real transactions.
+    """
+    url = sa.make_url(database_url)
+    options: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 0, "pool_timeout": timeout}
+    if url.get_backend_name() == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+        milliseconds = round(timeout * 1000)
+        options["pool_pre_ping"] = True  # a restarted PostgreSQL costs no failed request
+        options["connect_args"] = {
+            "connect_timeout": max(1, round(timeout)),
+            "options": f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds}",
+        }
+    engine = sa.create_engine(url, **options)
     if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", _configure_sqlite_connection)
+        sa.event.listen(engine, "connect", _sqlite_connection_setup(timeout))
         sa.event.listen(engine, "begin", _begin_sqlite_transaction)
     return engine
 
@@ -32,15 +49,18 @@ def upgrade(engine: sa.Engine) -> None:
         command.upgrade(config, "head")
 
 
-def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
-    # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin (below).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across process crashes
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _sqlite_connection_setup(timeout: float) -> Any:
+    def configure(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin (below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across process crashes
+        cursor.execute(f"PRAGMA busy_timeout={round(timeout * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return configure
 
 
 def _begin_sqlite_transaction(connection: sa.Connection) -> None:

@@ -6,9 +6,13 @@ tenant cannot be written by accident. The methods the server calls per request a
 the database. The administration methods (for the CLI) are plain functions.
 """
 
+import logging
+import random
+import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
@@ -18,11 +22,26 @@ import sqlalchemy as sa
 from anyio import to_thread
 from sqlalchemy.dialects import postgresql, sqlite
 
+from crmdeals import metrics
 from crmdeals.deals.schemas import Deal, DealsPage
+from crmdeals.errors import ServiceUnavailable
 from crmdeals.storage.tables import accounts, api_keys, deals
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+WRITE_ATTEMPTS = 5
+"""How often a write that lost a conflict to another transaction is tried in all."""
+_CONFLICT_SQLSTATES = frozenset({"40001", "40P01"})  # serialization_failure, deadlock_detected
+_UNAVAILABLE_SQLSTATE_PREFIXES = (
+    "08",  # connection exception
+    "40",  # transaction rollback: a conflict that outlasted WRITE_ATTEMPTS
+    "53",  # insufficient resources (too many connections, disk full)
+    "57",  # operator intervention (statement timeout, server shutting down)
+    "55P03",  # lock not available (lock timeout)
+)
+
+log = logging.getLogger("crmdeals.storage")
 
 _DEAL_COLUMNS = (
     deals.c.id,
@@ -91,17 +110,41 @@ class Store:
         """Delete the listed deals in one transaction; the ids that did not exist, in order."""
         return await self._in_thread(self._delete_deals, account_id, deal_ids)
 
-    @contextmanager
-    def _write_transaction(self) -> Iterator[sa.Connection]:
-        """A transaction that writes. SQLite lets one connection write at a time: this
-        process's threads take turns here rather than in SQLite's busy handler, which sleeps
-        up to 100 ms between tries. (Other processes still meet the busy handler.)"""
-        with self._writer_turn, self.engine.begin() as connection:
-            yield connection
+    def _write(self, work: Callable[[sa.Connection], T]) -> T:
+        """Run ``work`` in a transaction that writes, and run it again when PostgreSQL
+        aborted it for a conflict with another transaction (a serialisation failure or a
+        deadlock), so the client never sees one.
+
+        SQLite lets one connection write at a time: this process's threads take turns here
+        rather than in SQLite's busy handler, which sleeps up to 100 ms between tries.
+        (Other processes still meet the busy handler.)"""
+        attempt = 1
+        while True:
+            try:
+                with self._writer_turn, self.engine.begin() as connection:
+                    return work(connection)
+            except sa.exc.DBAPIError as error:
+                sqlstate = getattr(error.orig, "sqlstate", None)
+                if sqlstate not in _CONFLICT_SQLSTATES or attempt == WRITE_ATTEMPTS:
+                    raise
+                metrics.DB_WRITE_RETRIES.labels(sqlstate=sqlstate).inc()
+                log.info("write retried", extra={"fields": {"sqlstate": sqlstate}})
+                time.sleep(random.uniform(0, 0.002 * 2**attempt))  # noqa: S311 (jitter)
+                attempt += 1
 
     @staticmethod
     async def _in_thread(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        return await to_thread.run_sync(lambda: function(*args, **kwargs))
+        """Run ``function`` in a worker thread. A database that cannot be reached, or that
+        is too busy to answer within the timeout: ``ServiceUnavailable`` (503, to retry)."""
+        try:
+            return await to_thread.run_sync(lambda: function(*args, **kwargs))
+        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as error:
+            if not _is_unavailable(error):
+                raise
+            log.error("database unavailable", extra={"fields": {"error": repr(error)}})
+            raise ServiceUnavailable(
+                "The database is unavailable or too busy; retry the request later."
+            ) from error
 
     def _ping(self) -> None:
         with self.engine.connect() as connection:
@@ -130,8 +173,7 @@ class Store:
             # One order for every writer, so concurrent upserts cannot deadlock on rows.
             for deal in sorted(batch, key=lambda deal: deal.id)
         ]
-        with self._write_transaction() as connection:
-            connection.execute(self._upsert, rows)
+        self._write(lambda connection: connection.execute(self._upsert, rows))
 
     def _list_deals(self, account_id: int, offset: int, limit: int) -> DealsPage:
         count_query = sa.select(sa.func.count()).where(deals.c.account_id == account_id)
@@ -157,8 +199,7 @@ class Store:
 
     def _delete_deal(self, account_id: int, deal_id: str) -> bool:
         statement = sa.delete(deals).where(deals.c.account_id == account_id, deals.c.id == deal_id)
-        with self._write_transaction() as connection:
-            return connection.execute(statement).rowcount > 0
+        return self._write(lambda connection: connection.execute(statement).rowcount > 0)
 
     def _delete_deals(self, account_id: int, deal_ids: list[str]) -> list[str]:
         if not deal_ids:
@@ -168,20 +209,17 @@ class Store:
             .where(deals.c.account_id == account_id, deals.c.id.in_(deal_ids))
             .returning(deals.c.id)
         )
-        with self._write_transaction() as connection:
-            deleted = set(connection.scalars(statement))
+        deleted = self._write(lambda connection: set(connection.scalars(statement)))
         return [deal_id for deal_id in deal_ids if deal_id not in deleted]
 
     # -- administration --------------------------------------------------------------------
 
     def create_account(self, name: str) -> Account:
         created_at = datetime.now(UTC)
-        with self._write_transaction() as connection:
-            account_id = connection.scalar(
-                sa.insert(accounts)
-                .values(name=name, created_at=created_at)
-                .returning(accounts.c.id)
-            )
+        statement = (
+            sa.insert(accounts).values(name=name, created_at=created_at).returning(accounts.c.id)
+        )
+        account_id = self._write(lambda connection: connection.scalar(statement))
         assert account_id is not None
         return Account(id=account_id, name=name, created_at=created_at)
 
@@ -202,8 +240,7 @@ class Store:
             "prefix": prefix,
             "created_at": datetime.now(UTC),
         }
-        with self._write_transaction() as connection:
-            connection.execute(sa.insert(api_keys).values(values))
+        self._write(lambda connection: connection.execute(sa.insert(api_keys).values(values)))
 
     def key_hash_exists(self, key_hash: str) -> bool:
         """Whether a key was ever registered (revoked or not)."""
@@ -240,8 +277,20 @@ class Store:
             .where(api_keys.c.prefix == prefix, api_keys.c.revoked_at.is_(None))
             .values(revoked_at=datetime.now(UTC))
         )
-        with self._write_transaction() as connection:
-            connection.execute(statement)
+        self._write(lambda connection: connection.execute(statement))
+
+
+def _is_unavailable(error: sa.exc.DBAPIError | sa.exc.TimeoutError) -> bool:
+    """Whether ``error`` says the database is out of reach or busy, rather than that the
+    query is wrong: no free connection in the pool, a lost connection, a timeout, a lock."""
+    if isinstance(error, sa.exc.TimeoutError) or error.connection_invalidated:
+        return True
+    if isinstance(error.orig, sqlite3.Error):
+        return error.orig.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    sqlstate: str | None = getattr(error.orig, "sqlstate", None)
+    if sqlstate is None:  # psycopg found no server to ask
+        return isinstance(error, sa.exc.OperationalError)
+    return sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
 
 
 def _upsert_statement(dialect: str) -> sqlite.Insert | postgresql.Insert:

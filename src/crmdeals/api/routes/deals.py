@@ -8,6 +8,7 @@ import msgspec
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.convertors import Convertor, register_url_convertor
 
+from crmdeals import metrics
 from crmdeals.api import openapi
 from crmdeals.api.auth import current_account
 from crmdeals.api.body import read_body
@@ -64,6 +65,7 @@ async def upload_deals(request: Request, account_id: AccountId) -> Response:
     body = await read_body(request, request.app.state.settings.max_body_bytes)
     deals = parse_deal_batch(body)
     await _store(request).upsert_deals(account_id=account_id, deals=deals)
+    metrics.DEALS_PER_UPLOAD.observe(len(deals))
     return Response()
 
 

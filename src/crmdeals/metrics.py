@@ -1,0 +1,59 @@
+"""The Prometheus metrics, served at ``GET /metrics``.
+
+They are created once per process, at import. ``crmdeals serve --workers N`` (N > 1) sets
+``PROMETHEUS_MULTIPROC_DIR`` before it starts the workers, so each worker writes its values
+to files there and ``/metrics``, whichever worker answers, sums them all.
+"""
+
+import os
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+REQUESTS = Counter(
+    "crmdeals_requests",
+    "HTTP requests answered, by method, route template and status.",
+    ["method", "route", "status"],
+)
+REQUEST_SECONDS = Histogram(
+    "crmdeals_request_duration_seconds",
+    "Time from the request's arrival to the end of its answer, by method and route template.",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+DEALS_PER_UPLOAD = Histogram(
+    "crmdeals_upload_deals",
+    "Deals stored by each successful upload (after duplicates collapsed).",
+    buckets=(1, 10, 25, 50, 75, 99, 100),
+)
+RATE_LIMITED = Counter(
+    "crmdeals_rate_limited",
+    "Requests refused with 429, by what was counted: an account or a client address.",
+    ["scope"],
+)
+RATE_LIMIT_UNCHECKED = Counter(
+    "crmdeals_rate_limit_unchecked",
+    "Requests served without a rate-limit check because Redis could not be reached.",
+)
+DB_WRITE_RETRIES = Counter(
+    "crmdeals_db_write_retries",
+    "Writes run again after PostgreSQL aborted them for a conflict, by SQLSTATE.",
+    ["sqlstate"],
+)
+
+
+def exposition() -> bytes:
+    """Every metric in the Prometheus text format: this process's, or all workers'."""
+    if MULTIPROCESS_DIR_VARIABLE in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
