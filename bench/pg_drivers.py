@@ -21,9 +21,11 @@ each driven by 16 concurrent asyncio tasks for a fixed number of operations:
 3. ``page``: ``count(*)`` and 100 deals in id order at a random offset, in one transaction.
 
 Every workload runs 3 times per stack (alternating which stack goes first) after a warm-up;
-the table shows the median throughput and the median p50/p99 latency of one operation
-(which includes waiting for a pooled connection: 16 tasks share 8 connections). A ratio
-above 1 means psycopg is faster.
+the table shows the medians of: throughput, the p50/p99 latency of one operation (which
+includes waiting for a pooled connection: 16 tasks share 8 connections), and this process's
+CPU time per operation (all threads; where the database shares the machine, client CPU is
+taken from it). A ratio above 1 means psycopg is faster. Autovacuum is off for the throwaway
+table (it is vacuumed by hand between runs) so that it cannot land inside one run.
 
 The script creates a throwaway database ``crmdeals_bench_<hex>`` on the server below (trust
 auth, user ``postgres``, admin database ``test``), migrates it with ``upgrade``, and always
@@ -256,6 +258,9 @@ class Run:
     ops_per_second: float
     p50_ms: float
     p99_ms: float
+    cpu_ms_per_op: float
+    """This process's CPU time (all threads) per operation: what the database gets less of
+    when they share a machine."""
 
 
 async def timed(backend: Backend, tasks: Plan) -> Run:
@@ -267,13 +272,14 @@ async def timed(backend: Backend, tasks: Plan) -> Run:
             await operation(backend)
             latencies.append(time.perf_counter() - start)
 
-    start = time.perf_counter()
+    cpu_start, start = time.process_time(), time.perf_counter()
     async with asyncio.TaskGroup() as group:
         for ops in tasks:
             group.create_task(worker(ops))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    return Run(len(latencies) / elapsed, cuts[49] * 1000, cuts[98] * 1000)
+    count = len(latencies)
+    return Run(count / elapsed, cuts[49] * 1000, cuts[98] * 1000, cpu * 1000 / count)
 
 
 # -- the database --------------------------------------------------------------------------------
@@ -376,6 +382,7 @@ def _median(runs: list[Run]) -> Run:
         statistics.median(run.ops_per_second for run in runs),
         statistics.median(run.p50_ms for run in runs),
         statistics.median(run.p99_ms for run in runs),
+        statistics.median(run.cpu_ms_per_op for run in runs),
     )
 
 
@@ -388,6 +395,7 @@ def report(results: dict[str, dict[str, list[Run]]], operations: dict[str, int])
         "psycopg/asyncpg",
         "psycopg p50/p99 ms",
         "asyncpg p50/p99 ms",
+        "CPU ms/op psycopg/asyncpg",
     )
     lines: list[tuple[str, ...]] = [header]
     ratios: dict[str, float] = {}
@@ -403,6 +411,7 @@ def report(results: dict[str, dict[str, list[Run]]], operations: dict[str, int])
                 f"{ratios[workload]:.2f}x",
                 f"{psycopg.p50_ms:.2f} / {psycopg.p99_ms:.2f}",
                 f"{asyncpg.p50_ms:.2f} / {asyncpg.p99_ms:.2f}",
+                f"{psycopg.cpu_ms_per_op:.2f} / {asyncpg.cpu_ms_per_op:.2f}",
             )
         )
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]

@@ -1,5 +1,10 @@
-"""Fixtures: an app on a fresh SQLite database, with two accounts (A and B) and clients."""
+"""Fixtures: an app on an empty database, with two accounts (A and B) and clients.
 
+Every test that uses a database runs twice: on a SQLite file and on PostgreSQL
+(``[sqlite]`` and ``[postgresql]`` in its id; see ``tests/services.py``).
+"""
+
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +19,7 @@ from crmdeals.accounts import hash_key
 from crmdeals.app import create_app
 from crmdeals.settings import Settings
 from crmdeals.storage import Store, connect, upgrade
+from tests import services
 
 KEY_A = "a" * 32
 KEY_B = "b" * 32
@@ -61,9 +67,35 @@ def all_deals(client: httpx.Client) -> list[dict[str, Any]]:
     raise AssertionError("more than 100 pages")
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """This test run's own PostgreSQL database, dropped at the end of the run."""
+    with services.postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a new SQLite file, or the run's PostgreSQL database emptied."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'crmdeals.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    services.empty_postgres_database(url)
+    return url
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(database_url=f"sqlite:///{tmp_path / 'crmdeals.db'}", rate_limit="off")
+def redis_url() -> Iterator[str]:
+    """The tests' Redis database, without crmdeals keys before and after the test."""
+    client = services.redis_database()
+    yield services.REDIS_URL
+    services.delete_crmdeals_keys(client)
+    client.close()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, rate_limit="off")
 
 
 @pytest.fixture
@@ -108,3 +140,20 @@ def client_b(app: FastAPI) -> Iterator[TestClient]:
     """A client of account B."""
     with TestClient(app, headers={"Authorization": f"Bearer {KEY_B}"}) as client:
         yield client
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say loudly which tests did not run because PostgreSQL or Redis did not answer."""
+    not_run: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
+        if services.NOT_RUN in reason:
+            not_run[reason.partition(services.NOT_RUN + ": ")[2].split(" at ")[0]] += 1
+    if not_run:
+        terminalreporter.section("TESTS NOT RUN: services missing", sep="!", red=True)
+        for service, count in not_run.items():
+            terminalreporter.write_line(
+                f"{count} tests need {service} and did NOT run; "
+                f"start it with: {services.HOW_TO_START[service]}",
+                red=True,
+            )

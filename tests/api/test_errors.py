@@ -115,14 +115,3 @@ def test_healthz_answers_ok_while_the_database_answers(anonymous: TestClient) ->
     response = anonymous.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
-
-
-def test_healthz_is_unavailable_when_the_database_is_not(
-    anonymous: TestClient, app: FastAPI, settings: Settings
-) -> None:
-    app.state.store.engine.dispose()
-    database = Path(str(sa.make_url(settings.database_url).database))
-    for path in database.parent.glob(database.name + "*"):
-        path.unlink()
-    database.write_bytes(b"this is not a database file" * 100)
-    assert_envelope(anonymous.get("/healthz"), 503, "SERVICE_UNAVAILABLE")
