@@ -19,8 +19,10 @@ from tests.api.test_errors import assert_envelope
 from tests.conftest import KEY_A, all_deals, make_deal
 
 
-def psycopg_url(settings: Settings) -> str:
-    return sa.make_url(settings.database_url).render_as_string(hide_password=False)
+def psycopg_url(settings: Settings, database: str | None = None) -> str:
+    """The test database's URL for psycopg (or that of another database on its server)."""
+    url = sa.make_url(settings.database_url)
+    return url.set(database=database or url.database).render_as_string(hide_password=False)
 
 
 @contextmanager
@@ -35,9 +37,7 @@ def database_refusing_connections(settings: Settings) -> Iterator[None]:
         database.write_bytes(b"this is not a database file" * 100)
         yield
         return
-    with psycopg.connect(
-        psycopg_url(settings).replace(f"/{url.database}", "/postgres"), autocommit=True
-    ) as admin:
+    with psycopg.connect(psycopg_url(settings, database="postgres"), autocommit=True) as admin:
         admin.execute(f'ALTER DATABASE "{url.database}" ALLOW_CONNECTIONS false')
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",

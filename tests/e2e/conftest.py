@@ -12,12 +12,13 @@ MakeServer = Callable[..., ServerProcess]
 
 
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[MakeServer]:
-    """Start servers (``ServerProcess`` arguments), each with its own database under
-    ``tmp_path``; every one is stopped afterwards."""
+def make_server(tmp_path: Path, database_url: str) -> Iterator[MakeServer]:
+    """Start servers (``ServerProcess`` arguments), all on the test's database (SQLite or
+    PostgreSQL) unless told otherwise; every one is stopped afterwards."""
     servers: list[ServerProcess] = []
 
     def make(**kwargs: Any) -> ServerProcess:
+        kwargs.setdefault("database_url", database_url)
         server = ServerProcess(tmp_path / f"server-{len(servers)}", **kwargs)
         servers.append(server)
         server.start()
@@ -30,5 +31,5 @@ def make_server(tmp_path: Path) -> Iterator[MakeServer]:
 
 @pytest.fixture
 def server(make_server: MakeServer) -> ServerProcess:
-    """A started server with a fresh SQLite database and a known key (``server.key``)."""
+    """A started server with an empty database and a known key (``server.key``)."""
     return make_server()

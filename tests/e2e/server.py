@@ -1,8 +1,8 @@
 """A real ``crmdeals serve`` process on 127.0.0.1, for end-to-end tests.
 
 ``ServerProcess`` runs the installed ``crmdeals`` console script (the one next to
-``sys.executable``) in its own process group, on a free port, with its own SQLite file and a
-known bootstrap key. Its stdout and stderr go to files (appended to across restarts), so tests
+``sys.executable``) in its own process group, on a free port, with the database it is given
+(its own SQLite file by default) and a known bootstrap key. Its stdout and stderr go to files (appended to across restarts), so tests
 can read the logs. Every wait is bounded.
 """
 
@@ -55,6 +55,7 @@ class ServerProcess:
         self,
         directory: Path,
         *,
+        database_url: str | None = None,
         key: str | None = None,
         port: int | None = None,
         workers: int | None = None,
@@ -63,7 +64,7 @@ class ServerProcess:
     ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
-        self.database = directory / "crmdeals.db"
+        self.database_url = database_url or f"sqlite:///{directory / 'crmdeals.db'}"
         self.stdout_path = directory / "stdout.log"
         self.stderr_path = directory / "stderr.log"
         self.key = key or secrets.token_hex(16)
@@ -205,7 +206,7 @@ class ServerProcess:
             name: value for name, value in os.environ.items() if not name.startswith("CRMDEALS_")
         }
         environment.update(
-            CRMDEALS_DATABASE_URL=f"sqlite:///{self.database}",
+            CRMDEALS_DATABASE_URL=self.database_url,
             CRMDEALS_BOOTSTRAP_KEY=self.key,
         )
         environment.update(self.extra_env)
