@@ -1,15 +1,12 @@
 """The error envelope for every error: unknown routes and methods, 413, and the 500."""
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from crmdeals.settings import Settings
 from crmdeals.storage import Store
 from tests.conftest import all_deals, make_deal
 

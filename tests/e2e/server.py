@@ -2,8 +2,8 @@
 
 ``ServerProcess`` runs the installed ``crmdeals`` console script (the one next to
 ``sys.executable``) in its own process group, on a free port, with the database it is given
-(its own SQLite file by default) and a known bootstrap key. Its stdout and stderr go to files (appended to across restarts), so tests
-can read the logs. Every wait is bounded.
+(its own SQLite file by default) and a known bootstrap key. Its stdout and stderr go to files
+(appended to across restarts), so tests can read the logs. Every wait is bounded.
 """
 
 import contextlib
