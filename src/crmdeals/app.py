@@ -22,9 +22,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.database_url, pool_size=settings.db_pool_size, timeout=settings.db_timeout
     )
 
+    limit = settings.parsed_rate_limit
+    rate_limiter = RateLimiter(limit, settings.redis_url) if limit else None
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        if rate_limiter is not None:
+            await rate_limiter.close()
         engine.dispose()
 
     app = FastAPI(
@@ -35,8 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.store = Store(engine)
-    limit = settings.parsed_rate_limit
-    app.state.rate_limiter = RateLimiter(limit, settings.redis_url) if limit else None
+    app.state.rate_limiter = rate_limiter
     app.include_router(deals.router)
     app.include_router(health.router)
     app.include_router(metrics.router)

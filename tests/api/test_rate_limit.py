@@ -1,24 +1,32 @@
-"""The rate limit: N requests per fixed window per account, or per address without a key."""
+"""The rate limit: N requests per fixed window per account, or per address without a key,
+counted in this process's memory or in Redis (every test runs with both)."""
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from crmdeals.app import create_app
 from crmdeals.settings import Settings
 from crmdeals.storage import Store
 from tests.conftest import KEY_A, KEY_B, make_deal
+from tests.e2e.server import free_port
 
 LIMIT = 5
 
 
+@pytest.fixture(params=["memory", "redis"])
+def limited_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    return settings.model_copy(update={"rate_limit": f"{LIMIT}/2s", "redis_url": redis_url})
+
+
 @pytest.fixture
-def limited_app(tmp_path: Path, store: Store, settings: Settings) -> FastAPI:
-    return create_app(settings.model_copy(update={"rate_limit": f"{LIMIT}/2s"}))
+def limited_app(store: Store, limited_settings: Settings) -> FastAPI:
+    return create_app(limited_settings)
 
 
 @pytest.fixture
@@ -93,3 +101,40 @@ def test_limit_setting_is_validated() -> None:
             Settings(rate_limit=bad)
     assert Settings(rate_limit="500/5s").parsed_rate_limit is not None
     assert Settings(rate_limit="off").parsed_rate_limit is None
+
+
+def test_processes_counting_in_one_redis_share_the_limit(
+    store: Store, settings: Settings, redis_url: str
+) -> None:
+    shared = settings.model_copy(update={"rate_limit": f"{LIMIT}/60s", "redis_url": redis_url})
+    with (
+        TestClient(create_app(shared), headers=bearer(KEY_A)) as first,
+        TestClient(create_app(shared), headers=bearer(KEY_A)) as second,
+    ):
+        statuses = [
+            (first if turn % 2 else second).get("/v3/deals").status_code
+            for turn in range(LIMIT + 2)
+        ]
+    assert statuses == [200] * LIMIT + [429, 429]
+
+
+def _unchecked() -> float:
+    return REGISTRY.get_sample_value("crmdeals_rate_limit_unchecked_total") or 0.0
+
+
+def test_unreachable_redis_fails_open_and_says_so(
+    store: Store, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    unreachable = settings.model_copy(update={"rate_limit": f"{LIMIT}/60s", "redis_url": nowhere})
+    unchecked_before = _unchecked()
+    with TestClient(create_app(unreachable), headers=bearer(KEY_A)) as client:
+        statuses = [client.get("/v3/deals").status_code for _ in range(LIMIT * 2)]
+        exposition = client.get("/metrics").text
+    assert statuses == [200] * LIMIT * 2
+    assert _unchecked() - unchecked_before == LIMIT * 2
+    assert "crmdeals_rate_limit_unchecked_total" in exposition
+    errors = [r for r in caplog.records if r.name == "crmdeals.ratelimit"]
+    assert errors
+    assert errors[0].levelname == "ERROR"
+    assert "WITHOUT the rate limit" in errors[0].getMessage()

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
-from crmdeals import metrics
 from crmdeals.app import create_app
 from crmdeals.settings import Settings
 from crmdeals.storage import Store
@@ -129,12 +129,8 @@ def _fail_inserts_with_serialization_failure(settings: Settings, times: int) -> 
 
 
 def _retries() -> float:
-    return sum(
-        sample.value
-        for metric in metrics.DB_WRITE_RETRIES.collect()
-        for sample in metric.samples
-        if sample.name.endswith("_total")
-    )
+    sample = {"sqlstate": "40001"}
+    return REGISTRY.get_sample_value("crmdeals_db_write_retries_total", sample) or 0.0
 
 
 @pytest.mark.postgres

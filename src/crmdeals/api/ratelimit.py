@@ -11,6 +11,7 @@ import logging
 import math
 import time
 
+import redis.asyncio
 from limits import RateLimitItemPerSecond
 from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
@@ -32,16 +33,21 @@ class RateLimiter:
     def __init__(self, limit: RateLimit, redis_url: str | None = None) -> None:
         self.limit = limit
         self._item = RateLimitItemPerSecond(limit.requests, limit.window_seconds)
+        self._redis_pool = None
         if redis_url is None:
             storage = storage_from_string("async+memory://")
         else:
+            self._redis_pool = redis.asyncio.ConnectionPool.from_url(
+                redis_url,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+            )
             storage = storage_from_string(
                 f"async+{redis_url}",
                 implementation="redispy",
                 key_prefix="crmdeals",
                 wrap_exceptions=True,
-                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-                socket_timeout=REDIS_TIMEOUT_SECONDS,
+                connection_pool=self._redis_pool,  # type: ignore[arg-type]  # documented
             )
         self._limiter = FixedWindowRateLimiter(storage)
         self._unchecked_until = 0.0  # while Redis is down: when to try it again
@@ -68,6 +74,11 @@ class RateLimiter:
             window_seconds=self.limit.window_seconds,
             retry_after=max(1, math.ceil(window.reset_time - time.time())),
         )
+
+    async def close(self) -> None:
+        """Close the connections to Redis, if any."""
+        if self._redis_pool is not None:
+            await self._redis_pool.aclose()
 
     def _fail_open(self, error: StorageError) -> None:
         metrics.RATE_LIMIT_UNCHECKED.inc()
