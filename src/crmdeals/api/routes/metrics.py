@@ -17,7 +17,7 @@ router = APIRouter(tags=["operations"])
             "description": "Requests by route and status, latency, deals per upload, "
             "rate-limit refusals, requests left unchecked while Redis was unreachable, "
             "database write retries.",
-            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+            "content": {"text/plain": {"schema": {"type": "string"}}},
         }
     },
 )
