@@ -94,7 +94,7 @@ def test_requests_get_503_while_postgresql_refuses_connections(
 
 
 def test_a_write_that_waits_past_the_timeout_gets_503_and_stores_nothing(
-    settings: Settings, store: Store
+    settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     impatient = settings.model_copy(update={"db_timeout": 0.3})
     with TestClient(create_app(impatient), headers={"Authorization": f"Bearer {KEY_A}"}) as client:
@@ -103,6 +103,9 @@ def test_a_write_that_waits_past_the_timeout_gets_503_and_stores_nothing(
             response = client.post("/v3/deals", json=[make_deal("during")])
         assert_envelope(response, 503, "SERVICE_UNAVAILABLE")
         assert [deal["id"] for deal in all_deals(client)] == ["before"]
+    logged = [r for r in caplog.records if r.getMessage() == "database unavailable"]
+    assert logged
+    assert "during" not in str([vars(record) for record in caplog.records])  # no deal data
 
 
 def _fail_inserts_with_serialization_failure(settings: Settings, times: int) -> None:

@@ -141,7 +141,9 @@ class Store:
         except (sa.exc.DBAPIError, sa.exc.TimeoutError) as error:
             if not _is_unavailable(error):
                 raise
-            log.error("database unavailable", extra={"fields": {"error": repr(error)}})
+            cause = getattr(error, "orig", None) or error  # never the statement's parameters
+            fields = {"error": type(cause).__name__, "sqlstate": getattr(cause, "sqlstate", None)}
+            log.error("database unavailable", extra={"fields": fields})
             raise ServiceUnavailable(
                 "The database is unavailable or too busy; retry the request later."
             ) from error
