@@ -7,7 +7,8 @@ two stacks:
   server runs today: each async method runs one transaction in an anyio worker thread.
 - **asyncpg (AsyncEngine)**: SQLAlchemy's ``AsyncEngine`` on asyncpg, native asyncio, running
   the same statements (the Store's ``_upsert_statement("postgresql")`` with the same
-  ``_upsert_parameters``: the batch as one array per column; the same selects) with one transaction per operation, mirroring the Store's methods.
+  ``_upsert_parameters``: the batch as one array per column; the same selects) with one
+  transaction per operation, mirroring the Store's methods.
 
 Both use a pool of 8 connections with no overflow (``connect()``'s default), and the
 AsyncEngine pings each connection it hands out if (as now) ``connect()``'s engine does. The
