@@ -7,11 +7,38 @@ from crmdeals.settings import Settings
 
 
 @pytest.mark.parametrize(
-    "url", ["sqlite://", "sqlite:///:memory:", "mysql://u@h/db", "not a url", "postgres"]
+    "url",
+    [
+        "sqlite://",
+        "sqlite:///:memory:",
+        "mysql://u@h/db",
+        "not a url",
+        "postgres",
+        "postgresql://db.internal:5432",
+        "postgresql+asyncpg://db.internal/crmdeals",
+    ],
 )
-def test_database_url_must_name_a_sqlite_file(url: str) -> None:
+def test_database_url_must_name_a_sqlite_file_or_a_postgresql_database(url: str) -> None:
     with pytest.raises(ValidationError):
         Settings(database_url=url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///./crmdeals.db",
+        "postgresql://crmdeals:secret@db.internal:5432/crmdeals",
+        "postgresql+psycopg://db.internal/crmdeals",
+    ],
+)
+def test_sqlite_files_and_postgresql_databases_are_accepted(url: str) -> None:
+    assert Settings(database_url=url).database_url == url
+
+
+@pytest.mark.parametrize("url", ["localhost:6379", "http://redis", "memory://"])
+def test_redis_url_must_be_a_redis_url(url: str) -> None:
+    with pytest.raises(ValidationError, match="redis://"):
+        Settings(redis_url=url)
 
 
 @pytest.mark.parametrize("key", ["A" * 32, "a" * 31, "a" * 33, "g" * 32, ""])
@@ -21,7 +48,14 @@ def test_bootstrap_key_must_look_like_a_key(key: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("max_body_bytes", 0), ("port", 70000), ("workers", 0)]
+    ("field", "value"),
+    [
+        ("max_body_bytes", 0),
+        ("port", 70000),
+        ("workers", 0),
+        ("db_pool_size", 0),
+        ("db_timeout", 0),
+    ],
 )
 def test_numbers_out_of_range_are_refused(field: str, value: int) -> None:
     with pytest.raises(ValidationError):
