@@ -40,11 +40,19 @@ def connect(
     return engine
 
 
+MIGRATION_LOCK = 0x63726D64  # "crmd"
+"""The PostgreSQL advisory lock that servers starting at once take turns on to migrate."""
+
+
 def upgrade(engine: sa.Engine) -> None:
-    """Apply every Alembic migration that the database does not have yet."""
+    """Apply every Alembic migration that the database does not have yet, in one
+    transaction. On PostgreSQL, processes that start together migrate one after the other
+    (the later ones find nothing left to do)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(MIGRATION_LOCK)))
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
