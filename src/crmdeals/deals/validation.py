@@ -71,6 +71,20 @@ def parse_deal_batch(body: bytes) -> list[Deal]:
     return _one_per_id(deals)
 
 
+def check_deal(item: object) -> Deal | dict[str, str]:
+    """One deal as a client would send it (a mapping in the contract's shape, or a
+    ``Deal``), checked by the same rules as an upload: the normalised deal, or its problems
+    by field. For clients that check deals before sending them."""
+    try:
+        raw = msgspec.Raw(msgspec.json.encode(item))
+    except (msgspec.EncodeError, TypeError, OverflowError) as exc:
+        return {"item": f"cannot be written as JSON: {exc}"}
+    problems = _deal_problems(raw)
+    if problems:
+        return problems
+    return _normalise(msgspec.json.decode(raw, type=DealInput))
+
+
 def parse_id_batch(body: bytes) -> list[str]:
     """The ids of a ``PATCH /v3/deals/bulk_delete`` body, normalised, each once, in order."""
     text = _utf8(body)

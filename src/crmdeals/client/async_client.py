@@ -1,0 +1,274 @@
+"""``AsyncDealsClient``: the whole Deals API for asyncio code, with batching, bounded
+concurrency, the client-side rate limit and retries."""
+
+import os
+import random
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote
+
+import anyio
+import httpx
+import msgspec
+
+from crmdeals.client.errors import DealsApiError, DealsConnectionError, InvalidDeal
+from crmdeals.client.ratelimit import DEFAULT_RATE_LIMIT, SlidingWindowLimiter
+from crmdeals.deals.schemas import Deal, DealsPage
+from crmdeals.deals.validation import check_deal
+from crmdeals.errors import MAX_ENTITIES
+from crmdeals.settings import RateLimit
+
+DealLike = Deal | Mapping[str, Any]
+"""A deal to upload: a ``Deal``, or a mapping in the contract's shape (``id``,
+``responsibleUserId``, ``name``, ``uri`` or ``link``, ``contacts``, ``closed``)."""
+
+_encode = msgspec.json.Encoder().encode
+_decode_page = msgspec.json.Decoder(DealsPage).decode
+_decode_deal = msgspec.json.Decoder(Deal).decode
+_decode_ids = msgspec.json.Decoder(list[str]).decode
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass
+class ClientStats:
+    """What one client sent and met, for progress reports and tests."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    """Responses 429 received (the client-side limit should keep this at 0)."""
+    server_errors: int = 0
+    connection_errors: int = 0
+
+
+class AsyncDealsClient:
+    """A client of the Deals API at ``url`` with the API key ``key`` (by default the
+    environment variables ``CRMDEALS_URL`` and ``CRMDEALS_API_KEY``).
+
+    Every request waits for the client-side rate limit (``rate_limit``, the platform's
+    500 requests / 5 s by default; ``None`` for none), then is retried on connection errors,
+    5xx and 429 (honouring ``Retry-After``), with jittered exponential backoff, up to
+    ``max_attempts`` times in all: every route of the contract is safe to repeat. At most
+    ``concurrency`` requests are in flight at once.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        key: str | None = None,
+        *,
+        concurrency: int = 8,
+        rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
+        max_attempts: int = 8,
+        timeout: float = 30.0,
+    ) -> None:
+        url = url or os.environ.get("CRMDEALS_URL")
+        key = key or os.environ.get("CRMDEALS_API_KEY")
+        if not url or not key:
+            raise ValueError("give the server's url and an API key (or CRMDEALS_URL and _API_KEY)")
+        if concurrency < 1 or max_attempts < 1:
+            raise ValueError("concurrency and max_attempts must be at least 1")
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self.stats = ClientStats()
+        self._limiter = SlidingWindowLimiter(rate_limit) if rate_limit else None
+        self._http = httpx.AsyncClient(
+            base_url=url.rstrip("/"),
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=concurrency),
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- the API ---------------------------------------------------------------------------
+
+    async def upsert(
+        self, deals: Iterable[DealLike], *, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Add or replace every deal of ``deals`` (any number), 100 to a request, up to
+        ``concurrency`` requests at once; the number of deals sent.
+
+        Each deal is checked by the server's own rules before its batch is sent; the first
+        invalid one raises ``InvalidDeal`` (the batches before it have been sent). When an
+        id comes again, its batch waits for the earlier one, so the last occurrence wins as
+        on the server. ``progress`` is called with the size of every batch stored.
+        """
+        sent = 0
+        failure: BaseException | None = None
+        slots = anyio.Semaphore(self.concurrency)
+        in_flight: dict[str, anyio.Event] = {}
+
+        async def send(batch: list[Deal], earlier: set[anyio.Event], done: anyio.Event) -> None:
+            nonlocal sent, failure
+            try:
+                for event in earlier:
+                    await event.wait()
+                if failure is None:
+                    await self._request("POST", "/v3/deals", content=_encode(batch))
+                    sent += len(batch)
+                    if progress is not None:
+                        progress(len(batch))
+            except Exception as error:  # the first one is raised once the others end
+                failure = failure or error
+            finally:
+                done.set()
+                for deal in batch:
+                    if in_flight.get(deal.id) is done:
+                        del in_flight[deal.id]
+                slots.release()
+
+        async with anyio.create_task_group() as tasks:
+            try:
+                for batch in _checked_batches(deals):
+                    await slots.acquire()
+                    if failure is not None:
+                        slots.release()
+                        break
+                    done = anyio.Event()
+                    earlier = {in_flight[deal.id] for deal in batch if deal.id in in_flight}
+                    in_flight.update((deal.id, done) for deal in batch)
+                    tasks.start_soon(send, batch, earlier, done)
+            except InvalidDeal as error:  # the batches in flight still finish
+                failure = failure or error
+        if failure is not None:
+            raise failure
+        return sent
+
+    async def iter_deals(self) -> AsyncIterator[Deal]:
+        """Every deal of the account, in id order, page by page."""
+        offset = 0
+        while True:
+            page = await self.page(offset)
+            for deal in page.data:
+                yield deal
+            offset += len(page.data)
+            if not page.data or offset >= page.count:
+                return
+
+    async def page(self, offset: int = 0) -> DealsPage:
+        """One page: up to 100 deals from ``offset`` on, and the account's ``count``."""
+        response = await self._request("GET", "/v3/deals", params={"offset": offset})
+        return _decode_page(response.content)
+
+    async def get(self, deal_id: str | int) -> Deal | None:
+        """One deal, or ``None`` if the account has no deal with this id."""
+        response = await self._request("GET", _deal_path(deal_id), missing_ok=True)
+        return None if response.status_code == 404 else _decode_deal(response.content)
+
+    async def delete(self, deal_id: str | int) -> bool:
+        """Delete one deal; whether it existed."""
+        response = await self._request("DELETE", _deal_path(deal_id), missing_ok=True)
+        return response.status_code != 404
+
+    async def delete_many(self, deal_ids: Iterable[str | int]) -> list[str]:
+        """Delete the deals with these ids, 100 to a request, up to ``concurrency`` at
+        once; the ids that did not exist, in the order given."""
+        ids = list(dict.fromkeys(str(deal_id) for deal_id in deal_ids))
+        batches = [ids[start : start + MAX_ENTITIES] for start in range(0, len(ids), MAX_ENTITIES)]
+        not_found: list[list[str]] = [[] for _ in batches]
+        slots = anyio.Semaphore(self.concurrency)
+
+        async def delete_batch(number: int) -> None:
+            async with slots:
+                response = await self._request(
+                    "PATCH", "/v3/deals/bulk_delete", content=_encode(batches[number])
+                )
+                not_found[number] = _decode_ids(response.content)
+
+        try:
+            async with anyio.create_task_group() as tasks:
+                for number in range(len(batches)):
+                    tasks.start_soon(delete_batch, number)
+        except BaseExceptionGroup as group:
+            raise group.exceptions[0] from None
+        return [deal_id for missing in not_found for deal_id in missing]
+
+    # -- one request, with the limit and the retries -----------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        params: dict[str, Any] | None = None,
+        missing_ok: bool = False,
+    ) -> httpx.Response:
+        headers = {"Content-Type": "application/json"} if content is not None else None
+        for attempt in range(1, self.max_attempts + 1):
+            last = attempt == self.max_attempts
+            if attempt > 1:
+                self.stats.retries += 1
+            if self._limiter is not None:
+                await self._limiter.acquire()
+            self.stats.requests += 1
+            try:
+                response = await self._http.request(
+                    method, path, content=content, params=params, headers=headers
+                )
+            except httpx.TransportError as error:
+                self.stats.connection_errors += 1
+                if last:
+                    raise DealsConnectionError(f"{method} {path}: {error!r}") from error
+                await anyio.sleep(_backoff(attempt))
+                continue
+            status = response.status_code
+            if status < 400 or (status == 404 and missing_ok):
+                return response
+            if status not in _RETRY_STATUSES or last:
+                raise DealsApiError.from_response(response)
+            delay = _retry_after(response) or _backoff(attempt)
+            if status == 429:
+                self.stats.rate_limited += 1
+                if self._limiter is not None:
+                    self._limiter.pause(delay)  # every request of this client waits
+            else:
+                self.stats.server_errors += 1
+            await anyio.sleep(delay)
+        raise AssertionError("not reached")
+
+
+def _checked_batches(deals: Iterable[DealLike]) -> Iterable[list[Deal]]:
+    """The deals, checked and normalised, in batches of up to 100 distinct ids."""
+    batch: dict[str, Deal] = {}
+    for index, item in enumerate(deals):
+        checked = check_deal(item)
+        if not isinstance(checked, Deal):
+            raise InvalidDeal(index, checked)
+        if len(batch) == MAX_ENTITIES and checked.id not in batch:
+            yield list(batch.values())
+            batch = {}
+        batch[checked.id] = checked  # the same id twice in a batch: the last one wins
+    if batch:
+        yield list(batch.values())
+
+
+def _deal_path(deal_id: str | int) -> str:
+    return "/v3/deals/" + quote(str(deal_id), safe="")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers["retry-after"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _backoff(attempt: int) -> float:
+    """Full jitter: a random wait up to 0.25 s x 2^(attempt-1), at most 10 s."""
+    return random.uniform(0, min(10.0, 0.25 * 2 ** (attempt - 1)))  # noqa: S311 (jitter)
