@@ -1,7 +1,10 @@
-"""The ``crmdeals`` command: serve, manage accounts and keys, migrate the database."""
+"""The ``crmdeals`` command: serve, manage accounts and keys, migrate the database; push a
+deal file to a server and pull one back (``crmdeals.transfer``)."""
 
 import os
+import sys
 import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,9 +13,11 @@ from rich.console import Console
 from rich.table import Table
 
 from crmdeals import accounts as account_service
-from crmdeals import metrics
+from crmdeals import metrics, transfer
+from crmdeals.client import DealsClient, DealsError
+from crmdeals.files import FORMATS, FileError, Format, format_of
 from crmdeals.logs import logging_config
-from crmdeals.settings import Settings
+from crmdeals.settings import Settings, parse_rate_limit
 from crmdeals.storage import Store, connect, upgrade
 
 app = typer.Typer(help="A self-hostable server for a chat platform's Deals API.")
@@ -22,7 +27,7 @@ db_app = typer.Typer(help="The database.")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
 """On SIGTERM or SIGINT: how long requests in flight may take to finish before the
@@ -130,3 +135,96 @@ def db_upgrade() -> None:
     settings = Settings()
     _migrated_store(settings)
     err.print("The database is up to date.")
+
+
+Url = Annotated[
+    str | None,
+    typer.Option(envvar="CRMDEALS_URL", help="The server, e.g. http://127.0.0.1:8000."),
+]
+Key = Annotated[str | None, typer.Option(envvar="CRMDEALS_API_KEY", help="The account's API key.")]
+RateLimitOption = Annotated[
+    str,
+    typer.Option(
+        "--rate-limit", help="Requests per window the server allows ('500/5s'), or 'off'."
+    ),
+]
+Concurrency = Annotated[int, typer.Option(min=1, help="Requests in flight at once.")]
+
+
+def _client(url: str | None, key: str | None, rate_limit: str, concurrency: int) -> DealsClient:
+    if not url or not key:
+        raise _fail("give --url and --key (or CRMDEALS_URL and CRMDEALS_API_KEY)")
+    try:
+        limit = parse_rate_limit(rate_limit)
+    except ValueError as error:
+        raise _fail(f"--rate-limit: {error}") from None
+    return DealsClient(url, key, rate_limit=limit, concurrency=concurrency)
+
+
+@app.command()
+def push(
+    file: Annotated[Path, typer.Argument(help="A .csv, .json or .jsonl file of deals.")],
+    *,
+    url: Url = None,
+    key: Key = None,
+    mirror: Annotated[
+        bool, typer.Option(help="Also delete the account's deals that the file does not hold.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Only print what would be added, changed and deleted.")
+    ] = False,
+    strict: Annotated[bool, typer.Option(help="Send nothing if any row is invalid.")] = False,
+    rate_limit: RateLimitOption = "500/5s",
+    concurrency: Concurrency = 8,
+) -> None:
+    """Upload a file's deals, 100 a request, as fast as the rate limit allows."""
+    try:
+        checked = transfer.check_file(file)
+    except (FileError, OSError) as error:
+        raise _fail(str(error)) from None
+    for line, problems in checked.invalid:
+        details = "; ".join(f"{field}: {problem}" for field, problem in problems.items())
+        err.print(f"[red]line {line}:[/] {details}", highlight=False)
+    if checked.invalid and strict:
+        raise _fail(f"{len(checked.invalid)} invalid rows: nothing was sent (--strict)")
+    with _client(url, key, rate_limit, concurrency) as client:
+        try:
+            summary = transfer.push(client, checked.deals, mirror=mirror, dry_run=dry_run)
+        except DealsError as error:
+            raise _fail(str(error)) from None
+    err.print(summary)
+    if checked.invalid:
+        err.print(f"[red]{len(checked.invalid)} invalid rows were not sent.[/]")
+        raise typer.Exit(1)
+
+
+@app.command()
+def pull(
+    url: Url = None,
+    key: Key = None,
+    output_format: Annotated[
+        Format | None,
+        typer.Option(
+            "--format", help=f"One of {', '.join(FORMATS)}; default: -o's suffix, or jsonl."
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+    rate_limit: RateLimitOption = "500/5s",
+) -> None:
+    """Write every deal of the account, in a form `crmdeals push` reads back."""
+    try:
+        format_ = output_format or (format_of(output) if output else "jsonl")
+    except FileError as error:
+        raise _fail(str(error)) from None
+    with _client(url, key, rate_limit, concurrency=1) as client:
+        try:
+            if output is None:
+                count = transfer.pull(client, format_, sys.stdout)
+            else:
+                with output.open("w", encoding="utf-8", newline="") as out:
+                    count = transfer.pull(client, format_, out)
+        except DealsError as error:
+            raise _fail(str(error)) from None
+    err.print(f"Pulled {count} deals.")

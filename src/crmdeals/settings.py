@@ -73,8 +73,7 @@ class Settings(BaseSettings):
     @field_validator("rate_limit")
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
-        if value != "off" and not _RATE_LIMIT_PATTERN.match(value):
-            raise ValueError("expected 'REQUESTS/SECONDSs' such as '500/5s', or 'off'")
+        parse_rate_limit(value)
         return value
 
     @field_validator("bootstrap_key")
@@ -118,5 +117,14 @@ class Settings(BaseSettings):
     @cached_property
     def parsed_rate_limit(self) -> RateLimit | None:
         """The rate limit, or ``None`` when it is switched off."""
-        match = _RATE_LIMIT_PATTERN.match(self.rate_limit)
-        return RateLimit(int(match[1]), int(match[2])) if match else None
+        return parse_rate_limit(self.rate_limit)
+
+
+def parse_rate_limit(text: str) -> RateLimit | None:
+    """``'500/5s'`` as a ``RateLimit``; ``'off'`` as ``None``."""
+    if text == "off":
+        return None
+    match = _RATE_LIMIT_PATTERN.match(text)
+    if match is None:
+        raise ValueError("expected 'REQUESTS/SECONDSs' such as '500/5s', or 'off'")
+    return RateLimit(int(match[1]), int(match[2]))
