@@ -35,3 +35,15 @@ def api_examples() -> list[Example]:
 def documented_settings() -> set[str]:
     """The ``CRMDEALS_*`` variables in the README's configuration table."""
     return set(re.findall(r"^\| `(CRMDEALS_[A-Z_]+)` \|", README.read_text(), flags=re.MULTILINE))
+
+
+def push_example() -> tuple[str, list[str]]:
+    """The shell script between ``<!-- push-example -->`` and ``<!-- /push-example -->``,
+    without its ``#=>`` lines, and those lines: what it prints, in order."""
+    text = README.read_text()
+    section = text.split("<!-- push-example -->")[1].split("<!-- /push-example -->")[0]
+    (block,) = re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
+    lines = block.splitlines()
+    expected = [line.removeprefix("#=>").strip() for line in lines if line.startswith("#=>")]
+    script = "\n".join(line for line in lines if not line.startswith("#=>"))
+    return script, expected

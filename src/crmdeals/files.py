@@ -7,7 +7,8 @@ Three formats, chosen by the file's suffix:
 - ``.csv``: a header row naming the contract's fields (``id``, ``responsibleUserId``,
   ``name``, ``uri`` (or ``link``), ``contacts``, ``closed``; other columns are ignored).
   ``contacts`` holds the contact ids separated by ``;``, a ``;`` or ``\\`` inside an id
-  written ``\\;`` or ``\\\\``; ``closed`` is ``true`` or ``false``; an empty ``uri`` is none.
+  written ``\\;`` or ``\\\\``; ``closed`` is ``true`` or ``false``; an empty ``uri`` (or
+  ``link``) is none.
 
 Reading gives every item with the line it starts on, unchecked: the caller checks each one
 with the contract's rules (``crmdeals.deals.validation.check_deal``). What ``write_deals``
@@ -149,9 +150,9 @@ def _csv_deal(record: dict[str | Any, str | Any]) -> dict[str, Any]:
     deal: dict[str, Any] = {
         name: record[name] for name in ("id", "responsibleUserId", "name") if record.get(name)
     }
-    for name in ("uri", "link"):
-        if name in record and record[name] is not None:
-            deal[name] = record[name] or None
+    for name in ("uri", "link"):  # an empty cell is no value (so `link` can stand in)
+        if record.get(name):
+            deal[name] = record[name]
     if record.get("contacts") is not None:
         deal["contacts"] = _split_contacts(record["contacts"])
     closed = record.get("closed")

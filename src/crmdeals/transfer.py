@@ -1,6 +1,7 @@
 """``crmdeals push`` and ``crmdeals pull``: a deal file to a server and back, through
 ``crmdeals.client``."""
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,12 +52,10 @@ def push(client: DealsClient, deals: list[Deal], *, mirror: bool, dry_run: bool)
         changed = [deal for deal in deals if on_server.get(deal.id, deal) != deal]
         deleted = [deal_id for deal_id in on_server if deal_id not in in_file] if mirror else []
         if dry_run:
-            out = Console(highlight=False, soft_wrap=True)
-            for sign, ids in (("+", added), ("~", changed)):
-                for deal in ids:
-                    out.print(f"{sign} {deal.id}", markup=False)
-            for deal_id in deleted:
-                out.print(f"- {deal_id}", markup=False)
+            lines = [f"+ {_quoted(deal.id)}" for deal in added]
+            lines += [f"~ {_quoted(deal.id)}" for deal in changed]
+            lines += [f"- {_quoted(deal_id)}" for deal_id in deleted]
+            print("\n".join(lines), end="\n" if lines else "")
             unchanged = len(deals) - len(added) - len(changed)
             return (
                 f"Dry run: would add {len(added)}, change {len(changed)} and delete "
@@ -80,6 +79,11 @@ def push(client: DealsClient, deals: list[Deal], *, mirror: bool, dry_run: bool)
 def pull(client: DealsClient, format_: Format, out: TextIO) -> int:
     """Write every deal of the account to ``out``; how many."""
     return write_deals(client.iter_deals(), format_, out)
+
+
+def _quoted(deal_id: str) -> str:
+    """An id as a JSON string: one line, whatever it holds."""
+    return json.dumps(deal_id, ensure_ascii=False)
 
 
 def _upsert_with_progress(client: DealsClient, deals: list[Deal]) -> int:
