@@ -168,12 +168,16 @@ def push(
     url: Url = None,
     key: Key = None,
     mirror: Annotated[
-        bool, typer.Option(help="Also delete the account's deals that the file does not hold.")
+        bool,
+        typer.Option("--mirror", help="Also delete the account's deals that the file lacks."),
     ] = False,
     dry_run: Annotated[
-        bool, typer.Option(help="Only print what would be added, changed and deleted.")
+        bool,
+        typer.Option("--dry-run", help="Only print what would be added, changed and deleted."),
     ] = False,
-    strict: Annotated[bool, typer.Option(help="Send nothing if any row is invalid.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Send nothing if any row is invalid.")
+    ] = False,
     rate_limit: RateLimitOption = "500/5s",
     concurrency: Concurrency = 8,
 ) -> None:
