@@ -109,22 +109,23 @@ class AsyncDealsClient:
         on the server. ``progress`` is called with the size of every batch stored.
         """
         sent = 0
-        failure: BaseException | None = None
+        refused: BaseException | None = None  # a request failed: send nothing more
+        invalid: InvalidDeal | None = None  # schedule nothing more; what is scheduled goes
         slots = anyio.Semaphore(self.concurrency)
         in_flight: dict[str, anyio.Event] = {}
 
         async def send(batch: list[Deal], earlier: set[anyio.Event], done: anyio.Event) -> None:
-            nonlocal sent, failure
+            nonlocal sent, refused
             try:
                 for event in earlier:
                     await event.wait()
-                if failure is None:
+                if refused is None:
                     await self._request("POST", "/v3/deals", content=_encode(batch))
                     sent += len(batch)
                     if progress is not None:
                         progress(len(batch))
             except Exception as error:  # the first one is raised once the others end
-                failure = failure or error
+                refused = refused or error
             finally:
                 done.set()
                 for deal in batch:
@@ -136,17 +137,19 @@ class AsyncDealsClient:
             try:
                 for batch in _checked_batches(deals):
                     await slots.acquire()
-                    if failure is not None:
+                    if refused is not None:
                         slots.release()
                         break
                     done = anyio.Event()
                     earlier = {in_flight[deal.id] for deal in batch if deal.id in in_flight}
                     in_flight.update((deal.id, done) for deal in batch)
                     tasks.start_soon(send, batch, earlier, done)
-            except InvalidDeal as error:  # the batches in flight still finish
-                failure = failure or error
-        if failure is not None:
-            raise failure
+            except InvalidDeal as error:
+                invalid = error
+        if refused is not None:
+            raise refused
+        if invalid is not None:
+            raise invalid
         return sent
 
     async def iter_deals(self) -> AsyncIterator[Deal]:
@@ -171,13 +174,15 @@ class AsyncDealsClient:
         return None if response.status_code == 404 else _decode_deal(response.content)
 
     async def delete(self, deal_id: str | int) -> bool:
-        """Delete one deal; whether it existed."""
+        """Delete one deal; whether it existed. (If an answer is lost and the request is
+        retried, the retry finds the deal gone: ``False``.)"""
         response = await self._request("DELETE", _deal_path(deal_id), missing_ok=True)
         return response.status_code != 404
 
     async def delete_many(self, deal_ids: Iterable[str | int]) -> list[str]:
         """Delete the deals with these ids, 100 to a request, up to ``concurrency`` at
-        once; the ids that did not exist, in the order given."""
+        once; the ids that did not exist, in the order given (as for ``delete``, a retried
+        request reports the deals its lost first attempt deleted as not existing)."""
         ids = list(dict.fromkeys(str(deal_id) for deal_id in deal_ids))
         batches = [ids[start : start + MAX_ENTITIES] for start in range(0, len(ids), MAX_ENTITIES)]
         not_found: list[list[str]] = [[] for _ in batches]
@@ -230,15 +235,15 @@ class AsyncDealsClient:
             status = response.status_code
             if status < 400 or (status == 404 and missing_ok):
                 return response
+            if status == 429:
+                self.stats.rate_limited += 1
+            elif status >= 500:
+                self.stats.server_errors += 1
             if status not in _RETRY_STATUSES or last:
                 raise DealsApiError.from_response(response)
             delay = _retry_after(response) or _backoff(attempt)
-            if status == 429:
-                self.stats.rate_limited += 1
-                if self._limiter is not None:
-                    self._limiter.pause(delay)  # every request of this client waits
-            else:
-                self.stats.server_errors += 1
+            if status == 429 and self._limiter is not None:
+                self._limiter.pause(delay)  # every request of this client waits
             await anyio.sleep(delay)
         raise AssertionError("not reached")
 
@@ -250,16 +255,20 @@ def _checked_batches(deals: Iterable[DealLike]) -> Iterable[list[Deal]]:
         checked = check_deal(item)
         if not isinstance(checked, Deal):
             raise InvalidDeal(index, checked)
-        if len(batch) == MAX_ENTITIES and checked.id not in batch:
+        batch.pop(checked.id, None)  # the same id twice in a batch: the last one wins
+        batch[checked.id] = checked
+        if len(batch) == MAX_ENTITIES:
             yield list(batch.values())
             batch = {}
-        batch[checked.id] = checked  # the same id twice in a batch: the last one wins
     if batch:
         yield list(batch.values())
 
 
 def _deal_path(deal_id: str | int) -> str:
-    return "/v3/deals/" + quote(str(deal_id), safe="")
+    segment = quote(str(deal_id), safe="")
+    if segment in (".", ".."):  # a URL would drop them as dot segments
+        segment = segment.replace(".", "%2E")
+    return "/v3/deals/" + segment
 
 
 def _retry_after(response: httpx.Response) -> float | None:

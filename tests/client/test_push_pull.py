@@ -22,12 +22,6 @@ from tests.readme import DOCUMENTED_URL, push_example
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    """SQLite only: these tests are about the files and the client, not the storage."""
-    return f"sqlite:///{tmp_path / 'crmdeals.db'}"
-
-
 AWKWARD: list[dict[str, Any]] = [
     {
         "id": 'comma,quote"newline\nsemicolon;',
