@@ -7,23 +7,43 @@ both clients share one implementation (batching, concurrency, limit, retries).
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from crmdeals.client.async_client import AsyncDealsClient, ClientStats, DealLike
+from crmdeals.client.ratelimit import DEFAULT_RATE_LIMIT
 from crmdeals.deals.schemas import Deal, DealsPage
+from crmdeals.settings import RateLimit
 
 
 class DealsClient:
-    """Takes the arguments of ``AsyncDealsClient``; its methods are the same, but block.
-    Close it (or use it in a ``with`` block) to stop its thread."""
+    """The arguments and methods of ``AsyncDealsClient``, but the methods block. Close it
+    (or use it in a ``with`` block) to stop its thread."""
 
-    def __init__(self, url: str | None = None, key: str | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        url: str | None = None,
+        key: str | None = None,
+        *,
+        concurrency: int = 8,
+        rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
+        max_attempts: int = 8,
+        timeout: float = 30.0,
+    ) -> None:
         self._resources = ExitStack()
         self._portal: BlockingPortal = self._resources.enter_context(start_blocking_portal())
         try:
-            self._client = self._portal.call(lambda: AsyncDealsClient(url, key, **options))
+            self._client = self._portal.call(
+                lambda: AsyncDealsClient(
+                    url,
+                    key,
+                    concurrency=concurrency,
+                    rate_limit=rate_limit,
+                    max_attempts=max_attempts,
+                    timeout=timeout,
+                )
+            )
         except BaseException:
             self._resources.close()
             raise
