@@ -54,14 +54,13 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from typing import Any, Protocol, TypeVar
 
-import msgspec
 import sqlalchemy as sa
 import uvloop
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from crmdeals.deals.schemas import Deal
 from crmdeals.storage import Store, connect, upgrade
-from crmdeals.storage.store import _upsert_parameters, _upsert_statement
+from crmdeals.storage.store import _DEAL_COLUMNS, _deal, _upsert_parameters, _upsert_statement
 from crmdeals.storage.tables import accounts, deals
 
 SERVER = "postgres@127.0.0.1:5432"
@@ -84,17 +83,6 @@ PSYCOPG = "psycopg"
 ASYNCPG = "asyncpg"
 
 T = TypeVar("T")
-
-_DEAL_COLUMNS = (
-    deals.c.id,
-    deals.c.responsible_user_id,
-    deals.c.name,
-    deals.c.uri,
-    deals.c.contacts,
-    deals.c.closed,
-)
-_encode = msgspec.json.Encoder().encode
-_decode_contacts = msgspec.json.Decoder(list[str]).decode
 
 
 class Backend(Protocol):
@@ -161,17 +149,6 @@ class AsyncpgBackend:
             count = await connection.scalar(count_query) or 0
             rows = (await connection.execute(page_query)).all() if offset < count else []
         return count, [_deal(row) for row in rows]
-
-
-def _deal(row: sa.Row[*tuple[Any, ...]]) -> Deal:
-    return Deal(
-        id=row.id,
-        responsibleUserId=row.responsible_user_id,
-        name=row.name,
-        uri=row.uri,
-        contacts=_decode_contacts(row.contacts),
-        closed=row.closed,
-    )
 
 
 # -- workloads ---------------------------------------------------------------------------------
