@@ -123,23 +123,29 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def anonymous(app: FastAPI) -> Iterator[TestClient]:
-    """A client without a key."""
+    """A client without a key; it runs the app (startup to shutdown) on one event loop,
+    which ``client`` and ``client_b`` share, as a server process has one loop."""
     with TestClient(app) as client:
         yield client
 
 
+def _client_of(served: TestClient, key: str) -> Iterator[TestClient]:
+    client = TestClient(served.app, headers={"Authorization": f"Bearer {key}"})
+    client.portal = served.portal  # the running app's loop, where its connections live
+    yield client
+    client.close()
+
+
 @pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
+def client(anonymous: TestClient) -> Iterator[TestClient]:
     """A client of account A."""
-    with TestClient(app, headers={"Authorization": f"Bearer {KEY_A}"}) as client:
-        yield client
+    yield from _client_of(anonymous, KEY_A)
 
 
 @pytest.fixture
-def client_b(app: FastAPI) -> Iterator[TestClient]:
+def client_b(anonymous: TestClient) -> Iterator[TestClient]:
     """A client of account B."""
-    with TestClient(app, headers={"Authorization": f"Bearer {KEY_B}"}) as client:
-        yield client
+    yield from _client_of(anonymous, KEY_B)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -12,14 +12,16 @@ from crmdeals.api.openapi import install_openapi
 from crmdeals.api.ratelimit import RateLimiter
 from crmdeals.api.routes import deals, health, metrics
 from crmdeals.settings import Settings
-from crmdeals.storage import Store, connect
+from crmdeals.storage import Store, connect, connect_async
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The server. Its database must be migrated already (``crmdeals serve`` does that)."""
     settings = settings or Settings()
-    engine = connect(
-        settings.database_url, pool_size=settings.db_pool_size, timeout=settings.db_timeout
+    url, pool_size, timeout = settings.database_url, settings.db_pool_size, settings.db_timeout
+    store = Store(
+        connect(url, pool_size=pool_size, timeout=timeout),
+        connect_async(url, pool_size=pool_size, timeout=timeout),
     )
 
     limit = settings.parsed_rate_limit
@@ -30,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         if rate_limiter is not None:
             await rate_limiter.close()
-        engine.dispose()
+        await store.dispose()
 
     app = FastAPI(
         title="crmdeals",
@@ -39,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redirect_slashes=False,
     )
     app.state.settings = settings
-    app.state.store = Store(engine)
+    app.state.store = store
     app.state.rate_limiter = rate_limiter
     app.include_router(deals.router)
     app.include_router(health.router)

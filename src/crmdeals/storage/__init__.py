@@ -4,7 +4,7 @@
 ``migrations/``), ``store`` holds the queries the server and the CLI call.
 """
 
-from crmdeals.storage.engine import connect, upgrade
+from crmdeals.storage.engine import connect, connect_async, upgrade
 from crmdeals.storage.store import Account, ApiKey, Store
 
-__all__ = ["Account", "ApiKey", "Store", "connect", "upgrade"]
+__all__ = ["Account", "ApiKey", "Store", "connect", "connect_async", "upgrade"]

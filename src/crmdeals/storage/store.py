@@ -10,24 +10,24 @@ import logging
 import random
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
+import anyio
 import msgspec
 import sqlalchemy as sa
 from anyio import to_thread
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crmdeals import metrics
 from crmdeals.deals.schemas import Deal, DealsPage
 from crmdeals.errors import ServiceUnavailable
 from crmdeals.storage.tables import accounts, api_keys, deals
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 WRITE_ATTEMPTS = 5
@@ -74,98 +74,51 @@ class ApiKey:
 
 
 class Store:
-    def __init__(self, engine: sa.Engine) -> None:
+    """The queries. ``engine`` (sync) serves the administration methods and, without
+    ``async_engine``, the request methods too, each transaction in a worker thread (SQLite).
+    With ``async_engine`` (PostgreSQL through asyncpg) the request methods run on the event
+    loop. Either way a request's transaction is one plain function of a ``Connection``
+    (SQLAlchemy's ``run_sync`` adapts the async connection), so each query is written once.
+    """
+
+    def __init__(self, engine: sa.Engine, async_engine: AsyncEngine | None = None) -> None:
         self.engine = engine
+        self.async_engine = async_engine
         self._upsert = _upsert_statement(engine.dialect.name)
         self._writer_turn: AbstractContextManager[object] = (
             threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
         )
 
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        if self.async_engine is not None:
+            await self.async_engine.dispose()
+        self.engine.dispose()
+
     # -- per request ---------------------------------------------------------------------
 
     async def ping(self) -> None:
         """Raise unless the database answers."""
-        await self._in_thread(self._ping)
+        await self._transaction(lambda connection: connection.execute(sa.text("SELECT 1")))
 
     async def account_id_for_key_hash(self, key_hash: str) -> int | None:
         """The account of a key that exists and is not revoked."""
-        return await self._in_thread(self._account_id_for_key_hash, key_hash)
-
-    async def upsert_deals(self, *, account_id: int, deals: list[Deal]) -> None:
-        """Add or fully replace ``deals`` (one per id) in one transaction."""
-        await self._in_thread(self._upsert_deals, account_id, deals)
-
-    async def list_deals(self, *, account_id: int, offset: int, limit: int) -> DealsPage:
-        """Up to ``limit`` deals in id order after skipping ``offset``, and the total count."""
-        return await self._in_thread(self._list_deals, account_id, offset, limit)
-
-    async def get_deal(self, *, account_id: int, deal_id: str) -> Deal | None:
-        return await self._in_thread(self._get_deal, account_id, deal_id)
-
-    async def delete_deal(self, *, account_id: int, deal_id: str) -> bool:
-        """Delete one deal; whether it existed."""
-        return await self._in_thread(self._delete_deal, account_id, deal_id)
-
-    async def delete_deals(self, *, account_id: int, deal_ids: list[str]) -> list[str]:
-        """Delete the listed deals in one transaction; the ids that did not exist, in order."""
-        return await self._in_thread(self._delete_deals, account_id, deal_ids)
-
-    def _write(self, work: Callable[[sa.Connection], T]) -> T:
-        """Run ``work`` in a transaction that writes, and run it again when PostgreSQL
-        aborted it for a conflict with another transaction (a serialisation failure or a
-        deadlock), so the client never sees one.
-
-        SQLite lets one connection write at a time: this process's threads take turns here
-        rather than in SQLite's busy handler, which sleeps up to 100 ms between tries.
-        (Other processes still meet the busy handler.)"""
-        attempt = 1
-        while True:
-            try:
-                with self._writer_turn, self.engine.begin() as connection:
-                    return work(connection)
-            except sa.exc.DBAPIError as error:
-                sqlstate = getattr(error.orig, "sqlstate", None)
-                if sqlstate not in _CONFLICT_SQLSTATES or attempt == WRITE_ATTEMPTS:
-                    raise
-                metrics.DB_WRITE_RETRIES.labels(sqlstate=sqlstate).inc()
-                log.info("write retried", extra={"fields": {"sqlstate": sqlstate}})
-                time.sleep(random.uniform(0, 0.002 * 2**attempt))  # noqa: S311 (jitter)
-                attempt += 1
-
-    @staticmethod
-    async def _in_thread(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``function`` in a worker thread. A database that cannot be reached, or that
-        is too busy to answer within the timeout: ``ServiceUnavailable`` (503, to retry)."""
-        try:
-            return await to_thread.run_sync(lambda: function(*args, **kwargs))
-        except (sa.exc.DBAPIError, sa.exc.TimeoutError) as error:
-            if not _is_unavailable(error):
-                raise
-            cause = getattr(error, "orig", None) or error  # never the statement's parameters
-            fields = {"error": type(cause).__name__, "sqlstate": getattr(cause, "sqlstate", None)}
-            log.error("database unavailable", extra={"fields": fields})
-            raise ServiceUnavailable(
-                "The database is unavailable or too busy; retry the request later."
-            ) from error
-
-    def _ping(self) -> None:
-        with self.engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-
-    def _account_id_for_key_hash(self, key_hash: str) -> int | None:
         query = sa.select(api_keys.c.account_id).where(
             api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None)
         )
-        with self.engine.connect() as connection:
-            return connection.scalar(query)
+        return await self._transaction(lambda connection: connection.scalar(query))
 
-    def _upsert_deals(self, account_id: int, batch: list[Deal]) -> None:
-        if not batch:
+    async def upsert_deals(self, *, account_id: int, deals: list[Deal]) -> None:
+        """Add or fully replace ``deals`` (one per id) in one transaction."""
+        if not deals:
             return
-        parameters = _upsert_parameters(self.engine.dialect.name, account_id, batch)
-        self._write(lambda connection: connection.execute(self._upsert, parameters))
+        parameters = _upsert_parameters(self.engine.dialect.name, account_id, deals)
+        await self._transaction(
+            lambda connection: connection.execute(self._upsert, parameters), writes=True
+        )
 
-    def _list_deals(self, account_id: int, offset: int, limit: int) -> DealsPage:
+    async def list_deals(self, *, account_id: int, offset: int, limit: int) -> DealsPage:
+        """Up to ``limit`` deals in id order after skipping ``offset``, and the total count."""
         count_query = sa.select(sa.func.count()).where(deals.c.account_id == account_id)
         page_query = (
             sa.select(*_DEAL_COLUMNS)
@@ -174,24 +127,34 @@ class Store:
             .limit(limit)
             .offset(offset)
         )
-        with self.engine.begin() as connection:
+
+        def page(connection: sa.Connection) -> DealsPage:
             count = connection.scalar(count_query) or 0
             rows = connection.execute(page_query).all() if offset < count else []
-        return DealsPage(count=count, data=[_deal(row) for row in rows])
+            return DealsPage(count=count, data=[_deal(row) for row in rows])
 
-    def _get_deal(self, account_id: int, deal_id: str) -> Deal | None:
+        return await self._transaction(page)
+
+    async def get_deal(self, *, account_id: int, deal_id: str) -> Deal | None:
         query = sa.select(*_DEAL_COLUMNS).where(
             deals.c.account_id == account_id, deals.c.id == deal_id
         )
-        with self.engine.connect() as connection:
+
+        def one(connection: sa.Connection) -> Deal | None:
             row = connection.execute(query).first()
-        return None if row is None else _deal(row)
+            return None if row is None else _deal(row)
 
-    def _delete_deal(self, account_id: int, deal_id: str) -> bool:
+        return await self._transaction(one)
+
+    async def delete_deal(self, *, account_id: int, deal_id: str) -> bool:
+        """Delete one deal; whether it existed."""
         statement = sa.delete(deals).where(deals.c.account_id == account_id, deals.c.id == deal_id)
-        return self._write(lambda connection: connection.execute(statement).rowcount > 0)
+        return await self._transaction(
+            lambda connection: connection.execute(statement).rowcount > 0, writes=True
+        )
 
-    def _delete_deals(self, account_id: int, deal_ids: list[str]) -> list[str]:
+    async def delete_deals(self, *, account_id: int, deal_ids: list[str]) -> list[str]:
+        """Delete the listed deals in one transaction; the ids that did not exist, in order."""
         if not deal_ids:
             return []
         statement = (
@@ -199,8 +162,47 @@ class Store:
             .where(deals.c.account_id == account_id, deals.c.id.in_(deal_ids))
             .returning(deals.c.id)
         )
-        deleted = self._write(lambda connection: set(connection.scalars(statement)))
+        deleted = await self._transaction(
+            lambda connection: set(connection.scalars(statement)), writes=True
+        )
         return [deal_id for deal_id in deal_ids if deal_id not in deleted]
+
+    async def _transaction(self, work: Callable[[sa.Connection], T], *, writes: bool = False) -> T:
+        """Run ``work`` in one transaction; for a write, again when PostgreSQL aborted it for
+        a conflict with another transaction (a serialisation failure or a deadlock), so the
+        client never sees one. A database that cannot be reached, or is too busy to answer
+        within the timeout: ``ServiceUnavailable`` (503, to retry)."""
+        attempt = 1
+        while True:
+            try:
+                if self.async_engine is None:
+                    return await to_thread.run_sync(self._run, work, writes)
+                async with self.async_engine.begin() as connection:
+                    return await connection.run_sync(work)
+            except (sa.exc.DBAPIError, sa.exc.TimeoutError) as error:
+                sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
+                if writes and sqlstate in _CONFLICT_SQLSTATES and attempt < WRITE_ATTEMPTS:
+                    metrics.DB_WRITE_RETRIES.labels(sqlstate=sqlstate).inc()
+                    log.info("write retried", extra={"fields": {"sqlstate": sqlstate}})
+                    await anyio.sleep(random.uniform(0, 0.002 * 2**attempt))  # noqa: S311
+                    attempt += 1
+                    continue
+                if not _is_unavailable(error):
+                    raise
+                cause = getattr(error, "orig", None) or error  # never the statement's values
+                fields = {"error": type(cause).__name__, "sqlstate": sqlstate}
+                log.error("database unavailable", extra={"fields": fields})
+                raise ServiceUnavailable(
+                    "The database is unavailable or too busy; retry the request later."
+                ) from error
+
+    def _run(self, work: Callable[[sa.Connection], T], writes: bool = True) -> T:
+        """``work`` in one transaction of the sync engine, in the calling thread. SQLite lets
+        one connection write at a time: this process's threads take turns here rather than
+        in SQLite's busy handler, which sleeps up to 100 ms between tries. (Other processes
+        still meet the busy handler.)"""
+        with self._writer_turn if writes else nullcontext(), self.engine.begin() as connection:
+            return work(connection)
 
     # -- administration --------------------------------------------------------------------
 
@@ -209,7 +211,7 @@ class Store:
         statement = (
             sa.insert(accounts).values(name=name, created_at=created_at).returning(accounts.c.id)
         )
-        account_id = self._write(lambda connection: connection.scalar(statement))
+        account_id = self._run(lambda connection: connection.scalar(statement))
         assert account_id is not None
         return Account(id=account_id, name=name, created_at=created_at)
 
@@ -230,7 +232,7 @@ class Store:
             "prefix": prefix,
             "created_at": datetime.now(UTC),
         }
-        self._write(lambda connection: connection.execute(sa.insert(api_keys).values(values)))
+        self._run(lambda connection: connection.execute(sa.insert(api_keys).values(values)))
 
     def key_hash_exists(self, key_hash: str) -> bool:
         """Whether a key was ever registered (revoked or not)."""
@@ -267,20 +269,21 @@ class Store:
             .where(api_keys.c.prefix == prefix, api_keys.c.revoked_at.is_(None))
             .values(revoked_at=datetime.now(UTC))
         )
-        self._write(lambda connection: connection.execute(statement))
+        self._run(lambda connection: connection.execute(statement))
 
 
 def _is_unavailable(error: sa.exc.DBAPIError | sa.exc.TimeoutError) -> bool:
     """Whether ``error`` says the database is out of reach or busy, rather than that the
-    query is wrong: no free connection in the pool, a lost connection, a timeout, a lock."""
+    query is wrong: no free connection in the pool, no connection to be had (an error before
+    any statement), a lost connection, a timeout, a lock."""
     if isinstance(error, sa.exc.TimeoutError) or error.connection_invalidated:
+        return True
+    if error.statement is None:  # connecting failed
         return True
     if isinstance(error.orig, sqlite3.Error):
         return error.orig.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
     sqlstate: str | None = getattr(error.orig, "sqlstate", None)
-    if sqlstate is None:  # psycopg found no server to ask
-        return isinstance(error, sa.exc.OperationalError)
-    return sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
+    return sqlstate is not None and sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
 
 
 def _upsert_statement(dialect: str) -> sqlite.Insert | postgresql.Insert:
