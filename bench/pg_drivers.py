@@ -3,16 +3,15 @@
 Measures the three queries the server runs per request, against a real PostgreSQL, through
 two stacks:
 
-- **psycopg (sync engine in threads)**: ``crmdeals.storage.Store`` on ``connect(url)``, as the
-  server runs today: each async method runs one transaction in an anyio worker thread.
-- **asyncpg (AsyncEngine)**: SQLAlchemy's ``AsyncEngine`` on asyncpg, native asyncio, running
-  the same statements (the Store's ``_upsert_statement("postgresql")`` with the same
-  ``_upsert_parameters``: the batch as one array per column; the same selects) with one
-  transaction per operation, mirroring the Store's methods.
+- **psycopg**: ``crmdeals.storage.Store(connect(url))``: SQLAlchemy's sync engine on
+  psycopg 3, each transaction in an anyio worker thread (how crmdeals runs SQLite);
+- **asyncpg**: ``Store(connect(url), connect_async(url))``, as ``crmdeals serve`` runs
+  PostgreSQL: the same transaction functions on an ``AsyncEngine`` over asyncpg, on the
+  event loop, through ``run_sync``.
 
-Both use a pool of 8 connections with no overflow (``connect()``'s default), and the
-AsyncEngine pings each connection it hands out if (as now) ``connect()``'s engine does. The
-workloads, each driven by 16 concurrent asyncio tasks for a fixed number of operations:
+Both use a pool of 8 connections with no overflow that pings each connection it hands out
+(``connect()`` and ``connect_async()``'s defaults). The workloads, each driven by 16
+concurrent asyncio tasks for a fixed number of operations:
 
 1. ``upsert``: batches of 100 deals (string ids), half of them among the 10,000 pre-seeded
    deals (updated) and half new (inserted). Each task updates its own share of the seeded ids,
@@ -56,11 +55,9 @@ from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 import uvloop
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from crmdeals.deals.schemas import Deal
-from crmdeals.storage import Store, connect, upgrade
-from crmdeals.storage.store import _DEAL_COLUMNS, _deal, _upsert_parameters, _upsert_statement
+from crmdeals.storage import Store, connect, connect_async, upgrade
 from crmdeals.storage.tables import accounts, deals
 
 SERVER = "postgres@127.0.0.1:5432"
@@ -95,8 +92,8 @@ class Backend(Protocol):
     async def page(self, offset: int) -> tuple[int, list[Deal]]: ...
 
 
-class PsycopgBackend:
-    """The Store as it is: a sync engine on psycopg, each call in a worker thread."""
+class StoreBackend:
+    """The store's request methods for one account."""
 
     def __init__(self, store: Store, account_id: int) -> None:
         self.store = store
@@ -111,44 +108,6 @@ class PsycopgBackend:
     async def page(self, offset: int) -> tuple[int, list[Deal]]:
         page = await self.store.list_deals(account_id=self.account_id, offset=offset, limit=PAGE)
         return page.count, page.data
-
-
-class AsyncpgBackend:
-    """The Store's statements on an AsyncEngine over asyncpg, one transaction per call."""
-
-    def __init__(self, engine: AsyncEngine, account_id: int) -> None:
-        self.engine = engine
-        self.account_id = account_id
-        self._upsert = _upsert_statement("postgresql")
-
-    async def upsert(self, batch: list[Deal]) -> None:
-        if not batch:
-            return
-        parameters = _upsert_parameters("postgresql", self.account_id, batch)
-        async with self.engine.begin() as connection:
-            await connection.execute(self._upsert, parameters)
-
-    async def get(self, deal_id: str) -> Deal | None:
-        query = sa.select(*_DEAL_COLUMNS).where(
-            deals.c.account_id == self.account_id, deals.c.id == deal_id
-        )
-        async with self.engine.connect() as connection:
-            row = (await connection.execute(query)).first()
-        return None if row is None else _deal(row)
-
-    async def page(self, offset: int) -> tuple[int, list[Deal]]:
-        count_query = sa.select(sa.func.count()).where(deals.c.account_id == self.account_id)
-        page_query = (
-            sa.select(*_DEAL_COLUMNS)
-            .where(deals.c.account_id == self.account_id)
-            .order_by(deals.c.id)
-            .limit(PAGE)
-            .offset(offset)
-        )
-        async with self.engine.begin() as connection:
-            count = await connection.scalar(count_query) or 0
-            rows = (await connection.execute(page_query)).all() if offset < count else []
-        return count, [_deal(row) for row in rows]
 
 
 # -- workloads ---------------------------------------------------------------------------------
@@ -284,24 +243,12 @@ async def bench(url: str, operations: dict[str, int]) -> dict[str, dict[str, lis
     pool = store.engine.pool
     if isinstance(pool, sa.QueuePool):
         assert pool.size() == POOL_SIZE, f"connect() now pools {pool.size()} connections"
-    # connect() may ask the pool to ping every connection it hands out (one more round trip
-    # per operation): the AsyncEngine does the same, or the drivers would not be compared.
-    # The pool has no public accessor for it.
-    pre_ping = bool(getattr(pool, "_pre_ping", False))
-    print(
-        f"pool: {POOL_SIZE} connections, no overflow, pre-ping {'on' if pre_ping else 'off'} "
-        "(as connect() sets it) for both",
-        flush=True,
-    )
-    async_engine = create_async_engine(
-        url.replace("+psycopg", "+asyncpg"),
-        pool_size=POOL_SIZE,
-        max_overflow=0,
-        pool_pre_ping=pre_ping,
-    )
+    # The store on psycopg only (each transaction in a worker thread), and the store as the
+    # server runs PostgreSQL: asyncpg on the event loop, through run_sync.
+    asyncpg_store = Store(connect(url), connect_async(url))
     backends: dict[str, Backend] = {
-        PSYCOPG: PsycopgBackend(store, account_id),
-        ASYNCPG: AsyncpgBackend(async_engine, account_id),
+        PSYCOPG: StoreBackend(store, account_id),
+        ASYNCPG: StoreBackend(asyncpg_store, account_id),
     }
     try:
         rng = random.Random(20_240_601)  # noqa: S311 - test data, not secrets
@@ -333,7 +280,7 @@ async def bench(url: str, operations: dict[str, int]) -> dict[str, dict[str, lis
                         maintenance.reset(account_id)
         return results
     finally:
-        await async_engine.dispose()
+        await asyncpg_store.dispose()
         store.engine.dispose()
         maintenance.engine.dispose()
 
@@ -408,19 +355,12 @@ def report(results: dict[str, dict[str, list[Run]]], operations: dict[str, int])
 def verdict(ratios: dict[str, float]) -> str:
     overall = statistics.geometric_mean(ratios.values())
     parts = [f"{ratio:.2f}x asyncpg on {workload}" for workload, ratio in ratios.items()]
-    psycopg_wins = [workload for workload, ratio in ratios.items() if ratio > 1 + NOISE]
-    asyncpg_wins = [workload for workload, ratio in ratios.items() if ratio < 1 - NOISE]
-    if psycopg_wins and asyncpg_wins:
-        decision = (
-            f"mixed: psycopg faster on {', '.join(psycopg_wins)}, asyncpg on "
-            f"{', '.join(asyncpg_wins)}; weigh by the server's mix of requests"
-        )
-    elif asyncpg_wins:
-        decision = f"asyncpg is faster on {', '.join(asyncpg_wins)}: consider switching"
-    elif psycopg_wins:
-        decision = f"psycopg is faster on {', '.join(psycopg_wins)}: keep it"
-    else:
-        decision = f"within {NOISE:.0%} everywhere: keep psycopg, a switch buys nothing"
+    faster = [
+        f"{'psycopg' if ratio > 1 else 'asyncpg'} on {workload}"
+        for workload, ratio in ratios.items()
+        if abs(ratio - 1) > NOISE
+    ]
+    decision = f"faster: {', '.join(faster)}" if faster else f"within {NOISE:.0%} everywhere"
     return (
         f"verdict: psycopg is {', '.join(parts)} (geometric mean {overall:.2f}x; "
         f"ops/s, median of {REPEATS}, >1 = psycopg faster) -> {decision}"

@@ -16,6 +16,7 @@ from crmdeals.settings import Settings
         "postgres",
         "postgresql://db.internal:5432",
         "postgresql+asyncpg://db.internal/crmdeals",
+        "postgresql+psycopg://db.internal/crmdeals",
     ],
 )
 def test_database_url_must_name_a_sqlite_file_or_a_postgresql_database(url: str) -> None:
@@ -28,7 +29,7 @@ def test_database_url_must_name_a_sqlite_file_or_a_postgresql_database(url: str)
     [
         "sqlite:///./crmdeals.db",
         "postgresql://crmdeals:secret@db.internal:5432/crmdeals",
-        "postgresql+psycopg://db.internal/crmdeals",
+        "postgresql://db.internal/crmdeals",
     ],
 )
 def test_sqlite_files_and_postgresql_databases_are_accepted(url: str) -> None:

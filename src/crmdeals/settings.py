@@ -97,10 +97,8 @@ class Settings(BaseSettings):
                         "SQLite needs a file (an in-memory database is one per connection)"
                     )
             case "postgresql":
-                if url.drivername not in ("postgresql", "postgresql+psycopg"):
-                    raise ValueError(
-                        "crmdeals talks to PostgreSQL through psycopg 3: postgresql://"
-                    )
+                if url.drivername != "postgresql":
+                    raise ValueError("crmdeals picks the PostgreSQL drivers: write postgresql://")
                 if not url.database:
                     raise ValueError("name the PostgreSQL database: postgresql://host/database")
             case _:
