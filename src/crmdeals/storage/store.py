@@ -2,8 +2,9 @@
 
 Every deal query takes the account id as a keyword argument, so a query that forgets the
 tenant cannot be written by accident. The methods the server calls per request are
-``async``: each runs one transaction in a worker thread, so the event loop never waits on
-the database. The administration methods (for the CLI) are plain functions.
+``async``: each runs one transaction, on asyncpg (PostgreSQL) or in a worker thread
+(SQLite), so the event loop never waits on the database. The administration methods (for
+the CLI) are plain functions.
 """
 
 import logging
@@ -19,7 +20,6 @@ from typing import Any, TypeVar
 import anyio
 import msgspec
 import sqlalchemy as sa
-from anyio import to_thread
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -176,7 +176,7 @@ class Store:
         while True:
             try:
                 if self.async_engine is None:
-                    return await to_thread.run_sync(self._run, work, writes)
+                    return await anyio.to_thread.run_sync(self._run, work, writes)
                 async with self.async_engine.begin() as connection:
                     return await connection.run_sync(work)
             except (sa.exc.DBAPIError, sa.exc.TimeoutError) as error:
