@@ -4,13 +4,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from crmdeals import __version__
 from crmdeals.api.envelope import install_error_handlers
 from crmdeals.api.middleware import RequestContext
 from crmdeals.api.openapi import install_openapi
 from crmdeals.api.ratelimit import RateLimiter
-from crmdeals.api.routes import deals, health, metrics
+from crmdeals.api.routes import deals, health, metrics, sandbox
+from crmdeals.sandbox import Sandbox
 from crmdeals.settings import Settings
 from crmdeals.storage import Store, connect, connect_async
 
@@ -46,6 +48,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(deals.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.state.sandbox = None
+    if settings.sandbox:
+        app.include_router(sandbox.router)
+        api_routes = [route for route in deals.router.routes if isinstance(route, APIRoute)]
+        app.state.sandbox = Sandbox(
+            {f"{method} {route.path}" for route in api_routes for method in route.methods or ()}
+        )
     app.add_middleware(RequestContext)
     install_error_handlers(app)
     install_openapi(app)

@@ -50,9 +50,16 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     workers: Annotated[int | None, typer.Option(help="Server processes.", min=1)] = None,
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="Sandbox mode (CRMDEALS_SANDBOX): /sandbox routes.")
+    ] = False,
 ) -> None:
     """Migrate the database, make sure an account exists, and serve the API."""
+    if sandbox:
+        os.environ["CRMDEALS_SANDBOX"] = "1"  # the workers read their settings afresh
     settings = Settings()
+    if settings.sandbox and (workers or settings.workers) > 1:
+        raise _fail("sandbox mode keeps its faults and request log in one process: one worker")
     store = _migrated_store(settings)
     message = account_service.bootstrap(store, settings.bootstrap_key)
     store.engine.dispose()

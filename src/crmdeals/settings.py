@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `crmdeals serve` listens on.")
     port: Annotated[int, Field(ge=0, le=65535)] = Field(8000, description="Port to listen on.")
     workers: Annotated[int, Field(ge=1)] = Field(1, description="Server processes.")
+    sandbox: bool = Field(
+        False,
+        description="Sandbox mode for integrators: the /sandbox routes (reset, seed, "
+        "faults, request log). Off: they do not exist.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Lowest level of log lines written (JSON, to stderr)."
     )

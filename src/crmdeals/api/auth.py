@@ -12,6 +12,7 @@ from fastapi import Request
 from crmdeals.accounts import hash_key
 from crmdeals.api.ratelimit import RateLimiter
 from crmdeals.errors import Unauthorized
+from crmdeals.sandbox import Sandbox
 from crmdeals.settings import KEY_PATTERN
 from crmdeals.storage import Store
 
@@ -28,6 +29,10 @@ async def current_account(request: Request) -> int:
     if account_id is None:
         raise Unauthorized()
     request.state.account_id = account_id
+    sandbox: Sandbox | None = request.app.state.sandbox
+    route = request.scope["route"].path_format
+    if sandbox is not None and route.startswith("/v3/"):
+        await sandbox.meet_faults(account_id, f"{request.method} {route}")
     return account_id
 
 

@@ -35,8 +35,9 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _routing_error)
 
 
-async def _api_error(_request: Request, error: Exception) -> Response:
+async def _api_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, ApiError)
+    request.state.error_code = error.code  # for the sandbox's request log
     return error_response(error)
 
 

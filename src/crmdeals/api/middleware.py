@@ -3,6 +3,7 @@
 import logging
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import ClientDisconnect
@@ -11,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from crmdeals import metrics
 from crmdeals.api.envelope import error_response
 from crmdeals.errors import InternalError
+from crmdeals.sandbox import LoggedRequest, Sandbox
 
 CLIENT_CLOSED_REQUEST = 499
 """The status logged for a client that went away before its request was read (nginx's)."""
@@ -59,6 +61,7 @@ class RequestContext:
         except Exception:
             error_log.exception("unhandled error", extra={"fields": {"request_id": request_id}})
             if not response_started:
+                state["error_code"] = InternalError.code
                 await error_response(InternalError(request_id))(scope, receive, send_with_id)
         finally:
             _record(scope, status, time.perf_counter() - started)
@@ -82,3 +85,16 @@ def _record(scope: Scope, status: int, seconds: float) -> None:
     route_label = route or "unmatched"
     metrics.REQUESTS.labels(method=method, route=route_label, status=status).inc()
     metrics.REQUEST_SECONDS.labels(method=method, route=route_label).observe(seconds)
+    sandbox: Sandbox | None = scope["app"].state.sandbox
+    if sandbox is not None and fields["account_id"] and route and route.startswith("/v3/"):
+        query = scope["query_string"].decode("latin-1")
+        entry = LoggedRequest(
+            time=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            method=method,
+            path=scope["raw_path"].decode("latin-1") + (f"?{query}" if query else ""),
+            status=status,
+            durationMs=fields["duration_ms"],
+            deals=state.get("deals"),
+            error=state.get("error_code"),
+        )
+        sandbox.log(fields["account_id"], entry)

@@ -167,6 +167,11 @@ class Store:
         )
         return [deal_id for deal_id in deal_ids if deal_id not in deleted]
 
+    async def delete_all_deals(self, *, account_id: int) -> None:
+        """Delete every deal of the account (the sandbox's reset)."""
+        statement = sa.delete(deals).where(deals.c.account_id == account_id)
+        await self._transaction(lambda connection: connection.execute(statement), writes=True)
+
     async def _transaction(self, work: Callable[[sa.Connection], T], *, writes: bool = False) -> T:
         """Run ``work`` in one transaction; for a write, again when PostgreSQL aborted it for
         a conflict with another transaction (a serialisation failure or a deadlock), so the

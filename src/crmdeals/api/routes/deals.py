@@ -64,6 +64,7 @@ def _store(request: Request) -> Store:
 async def upload_deals(request: Request, account_id: AccountId) -> Response:
     body = await read_body(request, request.app.state.settings.max_body_bytes)
     deals = parse_deal_batch(body)
+    request.state.deals = len(deals)  # for the sandbox's request log
     await _store(request).upsert_deals(account_id=account_id, deals=deals)
     metrics.DEALS_PER_UPLOAD.observe(len(deals))
     return Response()
@@ -104,6 +105,7 @@ async def list_deals(request: Request, account_id: AccountId) -> Response:
 async def bulk_delete_deals(request: Request, account_id: AccountId) -> Response:
     body = await read_body(request, request.app.state.settings.max_body_bytes)
     deal_ids = parse_id_batch(body)
+    request.state.deals = len(deal_ids)  # for the sandbox's request log
     missing = await _store(request).delete_deals(account_id=account_id, deal_ids=deal_ids)
     return _json(missing)
 
