@@ -47,3 +47,12 @@ def push_example() -> tuple[str, list[str]]:
     expected = [line.removeprefix("#=>").strip() for line in lines if line.startswith("#=>")]
     script = "\n".join(line for line in lines if not line.startswith("#=>"))
     return script, expected
+
+
+def integration_test_example() -> str:
+    """The Python test file between ``<!-- testing-example -->`` and its end marker."""
+    text = README.read_text()
+    section = text.split("<!-- testing-example -->")[1].split("<!-- /testing-example -->")[0]
+    blocks: list[str] = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    (block,) = blocks
+    return block

@@ -12,8 +12,8 @@ from prometheus_client import REGISTRY
 from crmdeals.app import create_app
 from crmdeals.settings import Settings
 from crmdeals.storage import Store
+from crmdeals.testing import free_port
 from tests.conftest import KEY_A, KEY_B, make_deal
-from tests.e2e.server import free_port
 
 LIMIT = 5
 

@@ -11,7 +11,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from types import TracebackType
 from typing import IO, Any, Self
 
 import httpx
+
+from crmdeals.testing import free_port
 
 STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
@@ -37,14 +38,6 @@ def crmdeals_command() -> list[str]:
     if not script.exists():
         raise ServerError(f"no `crmdeals` script beside {sys.executable}; install the package")
     return [str(script)]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class ServerProcess:

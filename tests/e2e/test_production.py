@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from crmdeals.testing import free_port
 from tests import services
 from tests.e2e.conftest import MakeServer
-from tests.e2e.server import ServerProcess, free_port
+from tests.e2e.server import ServerProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -1,0 +1,5 @@
+"""``python -m crmdeals``: the ``crmdeals`` command."""
+
+from crmdeals.cli import app
+
+app()

@@ -1,0 +1,67 @@
+"""The pytest plugin and ``SandboxServer``, as an integrator uses them: the README's test
+file runs and passes in a pytest of its own (``pytester``), and so do the fixture's promises."""
+
+import httpx
+import pytest
+
+from crmdeals.testing import SandboxServer
+from tests.readme import integration_test_example
+
+pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.e2e
+
+
+def test_the_readme_example_passes_in_a_pytest_of_its_own(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_integration=integration_test_example())
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
+    result.assert_outcomes(passed=1)
+
+
+def test_the_fixture_is_reset_between_tests_and_shared_by_the_session(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_sandbox="""
+        import httpx
+
+        URLS = set()
+
+        def deals(server):
+            headers = {"Authorization": f"Bearer {server.api_key}"}
+            return httpx.get(f"{server.url}/v3/deals", headers=headers).json()["count"]
+
+        def test_first(crmdeals_server):
+            URLS.add(crmdeals_server.url)
+            assert crmdeals_server.seed(150) == 150
+            crmdeals_server.fail_next(None, delay_ms=1, times=5)
+            assert deals(crmdeals_server) == 150
+
+        def test_second_starts_empty(crmdeals_server):
+            URLS.add(crmdeals_server.url)
+            assert deals(crmdeals_server) == 0
+            assert crmdeals_server.faults() == []
+            assert [r["path"] for r in crmdeals_server.requests()] == ["/v3/deals"]
+            assert len(URLS) == 1
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
+    result.assert_outcomes(passed=2)
+
+
+def test_sandbox_server_without_pytest_fixtures() -> None:
+    with SandboxServer(rate_limit="off") as server:
+        headers = {"Authorization": f"Bearer {server.api_key}"}
+        assert server.seed(10, seed=3) == 10
+        fault = server.fail_next(429, route="GET /v3/deals", retry_after=2, times=2)
+        assert fault["times"] == 2
+        answers = [httpx.get(f"{server.url}/v3/deals", headers=headers) for _ in range(3)]
+        assert [answer.status_code for answer in answers] == [429, 429, 200]
+        assert answers[0].headers["retry-after"] == "2"
+        assert [r["error"] for r in server.requests(limit=3)] == [
+            None,
+            "TOO_MANY_REQUESTS",
+            "TOO_MANY_REQUESTS",
+        ]
+        url = server.url
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/healthz")  # stopped
