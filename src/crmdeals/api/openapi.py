@@ -121,6 +121,6 @@ def _document(app: FastAPI) -> dict[str, Any]:
     for path, operations in document["paths"].items():
         for operation in operations.values():
             operation.get("responses", {}).pop("422", None)
-            if path.startswith("/v3/"):
+            if path.startswith(("/v3/", "/sandbox/")):
                 operation["security"] = [{"bearer": []}, {"basic": []}]
     return document

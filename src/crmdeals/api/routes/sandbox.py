@@ -11,6 +11,7 @@ from crmdeals.api.auth import current_account
 from crmdeals.api.body import read_body
 from crmdeals.errors import MAX_ENTITIES, InvalidJson, InvalidRequest
 from crmdeals.sandbox import (
+    FAULT_CODES,
     MAX_SEED,
     REQUEST_LOG_SIZE,
     FaultRequest,
@@ -44,7 +45,11 @@ async def _body(request: Request, type_: type[Any]) -> Any:
         raise InvalidJson(f"The body is not JSON: {error}.") from None
 
 
-@router.post("/reset", summary="Forget the account's deals, armed faults and request log")
+@router.post(
+    "/reset",
+    summary="Forget the account's deals, armed faults and request log",
+    responses=openapi.responses("Reset; empty body."),
+)
 async def reset(request: Request, account_id: AccountId) -> Response:
     store: Store = request.app.state.store
     await store.delete_all_deals(account_id=account_id)
@@ -55,6 +60,7 @@ async def reset(request: Request, account_id: AccountId) -> Response:
 @router.post(
     "/seed",
     summary=f"Add up to {MAX_SEED} made-up deals, the same ones for the same seed",
+    responses=openapi.responses('Seeded: `{"count": N}`.', 400, 413),
     openapi_extra=openapi.json_body(
         {
             "type": "object",
@@ -78,7 +84,26 @@ async def seed(request: Request, account_id: AccountId) -> Response:
     return _json({"count": len(deals)})
 
 
-@router.post("/faults", summary="Arm a fault for the account's next matching requests")
+@router.post(
+    "/faults",
+    summary="Arm a fault for the account's next matching requests",
+    responses=openapi.responses("The armed fault, with its id.", 400, 413),
+    openapi_extra=openapi.json_body(
+        {
+            "type": "object",
+            "properties": {
+                "route": {"type": "string", "description": "`POST /v3/deals`; any by default"},
+                "status": {"type": "integer", "enum": sorted(FAULT_CODES)},
+                "retryAfter": {"type": "integer", "minimum": 0},
+                "delayMs": {"type": "integer", "minimum": 0, "maximum": 60000},
+                "times": {"type": "integer", "minimum": 1, "default": 1},
+            },
+            "additionalProperties": False,
+        },
+        "The next `times` matching requests answer `status` (storing nothing), after "
+        "`delayMs` if given; `status` or `delayMs` or both.",
+    ),
+)
 async def arm_fault(request: Request, account_id: AccountId) -> Response:
     wanted: FaultRequest = await _body(request, FaultRequest)
     try:
@@ -88,12 +113,20 @@ async def arm_fault(request: Request, account_id: AccountId) -> Response:
     return _json(fault)
 
 
-@router.get("/faults", summary="The account's armed faults")
+@router.get(
+    "/faults",
+    summary="The account's armed faults",
+    responses=openapi.responses("The armed faults, with the requests each will still hit."),
+)
 async def list_faults(request: Request, account_id: AccountId) -> Response:
     return _json(_sandbox(request).faults(account_id))
 
 
-@router.delete("/faults", summary="Disarm the account's faults")
+@router.delete(
+    "/faults",
+    summary="Disarm the account's faults",
+    responses=openapi.responses("Disarmed; empty body."),
+)
 async def clear_faults(request: Request, account_id: AccountId) -> Response:
     _sandbox(request).clear_faults(account_id)
     return Response()
@@ -102,6 +135,7 @@ async def clear_faults(request: Request, account_id: AccountId) -> Response:
 @router.get(
     "/requests",
     summary="The account's latest requests, newest first",
+    responses=openapi.responses("Up to `limit` requests (100 by default).", 400),
     openapi_extra={
         "parameters": [
             {
