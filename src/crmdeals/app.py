@@ -53,7 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(sandbox.router)
         api_routes = [route for route in deals.router.routes if isinstance(route, APIRoute)]
         app.state.sandbox = Sandbox(
-            {f"{method} {route.path}" for route in api_routes for method in route.methods or ()}
+            {
+                f"{method} {route.path_format}"
+                for route in api_routes
+                for method in route.methods or ()
+            }
         )
     app.add_middleware(RequestContext)
     install_error_handlers(app)

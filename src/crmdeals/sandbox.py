@@ -66,7 +66,7 @@ class LoggedRequest(msgspec.Struct):
     status: int
     durationMs: float
     deals: int | None
-    """How many deals (or ids, for bulk_delete) the body held, when it could be read."""
+    """How many distinct deals (or ids, for bulk_delete) the body held, when it was valid."""
     error: str | None
 
 

@@ -66,7 +66,7 @@ async def reset(request: Request, account_id: AccountId) -> Response:
             "type": "object",
             "properties": {
                 "count": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
-                "seed": {"type": "integer"},
+                "seed": {"type": "integer", "minimum": 0},
             },
             "required": ["count"],
         },
@@ -75,8 +75,10 @@ async def reset(request: Request, account_id: AccountId) -> Response:
 )
 async def seed(request: Request, account_id: AccountId) -> Response:
     wanted: SeedRequest = await _body(request, SeedRequest)
-    if not 0 <= wanted.count <= MAX_SEED:
-        raise InvalidRequest("Too many deals.", {"count": f"from 0 to {MAX_SEED}"})
+    if not 0 <= wanted.count <= MAX_SEED or wanted.seed < 0:
+        raise InvalidRequest(
+            "Cannot seed that.", {"count": f"from 0 to {MAX_SEED}", "seed": "0 or more"}
+        )
     store: Store = request.app.state.store
     deals = seed_deals(wanted.count, wanted.seed)
     for start in range(0, len(deals), MAX_ENTITIES):
