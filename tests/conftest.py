@@ -129,7 +129,8 @@ def anonymous(app: FastAPI) -> Iterator[TestClient]:
         yield client
 
 
-def _client_of(served: TestClient, key: str) -> Iterator[TestClient]:
+def client_of(served: TestClient, key: str) -> Iterator[TestClient]:
+    """A client with ``key`` of the app that ``served`` runs, on the same event loop."""
     client = TestClient(served.app, headers={"Authorization": f"Bearer {key}"})
     client.portal = served.portal  # the running app's loop, where its connections live
     yield client
@@ -139,13 +140,13 @@ def _client_of(served: TestClient, key: str) -> Iterator[TestClient]:
 @pytest.fixture
 def client(anonymous: TestClient) -> Iterator[TestClient]:
     """A client of account A."""
-    yield from _client_of(anonymous, KEY_A)
+    yield from client_of(anonymous, KEY_A)
 
 
 @pytest.fixture
 def client_b(anonymous: TestClient) -> Iterator[TestClient]:
     """A client of account B."""
-    yield from _client_of(anonymous, KEY_B)
+    yield from client_of(anonymous, KEY_B)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

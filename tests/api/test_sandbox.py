@@ -18,7 +18,7 @@ from crmdeals.sandbox import FAULT_CODES, MAX_SEED, REQUEST_LOG_SIZE
 from crmdeals.settings import Settings
 from crmdeals.storage import Store
 from tests.api.test_errors import assert_envelope
-from tests.conftest import KEY_A, KEY_B, all_deals, make_deal
+from tests.conftest import KEY_A, KEY_B, all_deals, client_of, make_deal
 
 SANDBOX_ROUTES = [
     ("POST", "/sandbox/reset"),
@@ -71,23 +71,16 @@ def nobody(sandboxed: FastAPI) -> Iterator[TestClient]:
         yield client
 
 
-def _keyed(served: TestClient, key: str) -> Iterator[TestClient]:
-    client = TestClient(served.app, headers={"Authorization": f"Bearer {key}"})
-    client.portal = served.portal  # one event loop for the app, as in a server process
-    yield client
-    client.close()
-
-
 @pytest.fixture
 def a(nobody: TestClient) -> Iterator[TestClient]:
     """Account A on the sandboxed app."""
-    yield from _keyed(nobody, KEY_A)
+    yield from client_of(nobody, KEY_A)
 
 
 @pytest.fixture
 def b(nobody: TestClient) -> Iterator[TestClient]:
     """Account B on the sandboxed app."""
-    yield from _keyed(nobody, KEY_B)
+    yield from client_of(nobody, KEY_B)
 
 
 # -- helpers ---------------------------------------------------------------------------------
