@@ -6,56 +6,18 @@ free port, pushes 300,000 deals (3,000 requests of 100) with ``DealsClient`` at 
 defaults, and prints: wall time, requests sent, requests per second against the limit's 100
 per second, and the 429s received (the goal: at least 90% of the limit, zero 429s).
 
-Run: ``.venv/bin/python bench/push.py [--deals N]`` (about 30 s for 300,000).
+Run: ``.venv/bin/python -m bench.push [--deals N]`` (about 30 s for 300,000).
 """
 
 import argparse
-import os
-import secrets
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from bench.common import crmdeals_server
 from crmdeals.client import DEFAULT_RATE_LIMIT, DealsClient
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def start_server(directory: Path, key: str, port: int) -> subprocess.Popen[bytes]:
-    environment = {name: value for name, value in os.environ.items() if "CRMDEALS_" not in name}
-    environment |= {
-        "CRMDEALS_DATABASE_URL": f"sqlite:///{directory / 'bench.db'}",
-        "CRMDEALS_BOOTSTRAP_KEY": key,
-        "CRMDEALS_LOG_LEVEL": "warning",
-    }
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("crmdeals")), "serve", "--port", str(port)],
-        cwd=directory,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    server.kill()
-    raise SystemExit("the server did not start")
 
 
 def deals(count: int) -> Iterator[dict[str, Any]]:
@@ -74,20 +36,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deals", type=int, default=300_000)
     count = parser.parse_args().deals
-    key = secrets.token_hex(16)
-    port = free_port()
-    with tempfile.TemporaryDirectory() as directory:
-        server = start_server(Path(directory), key, port)
-        try:
-            with DealsClient(f"http://127.0.0.1:{port}", key) as client:
-                started = time.monotonic()
-                sent = client.upsert(deals(count))
-                seconds = time.monotonic() - started
-                stats = client.stats
-                stored = client.page(0).count
-        finally:
-            server.terminate()
-            server.wait(30)
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        crmdeals_server(Path(directory)) as server,
+        DealsClient(server.url, server.key) as client,
+    ):
+        started = time.monotonic()
+        sent = client.upsert(deals(count))
+        seconds = time.monotonic() - started
+        stats = client.stats
+        stored = client.page(0).count
     limit = DEFAULT_RATE_LIMIT.requests / DEFAULT_RATE_LIMIT.window_seconds
     rate = stats.requests / seconds
     rows = [
