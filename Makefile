@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-fast lint format clean
+.PHONY: serve test test-fast lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: lint  ## lint, types, and the whole test suite
 
 test-fast: $(STAMP)  ## the test suite without the end-to-end tests that start servers
 	$(BIN)/pytest -m "not e2e"
+
+bench: $(STAMP)  ## the HTTP benchmark (bench/http.py; installs Debian's wrk when missing)
+	command -v wrk >/dev/null || apt-get install -y -q wrk
+	$(BIN)/python -m bench.http
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
