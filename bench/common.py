@@ -4,15 +4,12 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from crmdeals.testing import free_port
+from crmdeals.testing import answers_healthz, free_port
 
 
 @dataclass(frozen=True)
@@ -55,13 +52,7 @@ def crmdeals_server(
 
 
 def wait_until_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise SystemExit(f"the server at {url} did not start")
+    """Return once the server at ``url`` answers; stop the benchmark if it does not."""
+    if not answers_healthz(url, process):
+        process.kill()
+        raise SystemExit(f"the server at {url} did not start")

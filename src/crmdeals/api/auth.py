@@ -30,9 +30,10 @@ async def current_account(request: Request) -> int:
         raise Unauthorized()
     request.state.account_id = account_id
     sandbox: Sandbox | None = request.app.state.sandbox
-    route = request.scope["route"].path_format
-    if sandbox is not None and route.startswith("/v3/"):
-        await sandbox.meet_faults(account_id, f"{request.method} {route}")
+    if sandbox is not None:
+        route = request.scope["route"].path_format
+        if route.startswith("/v3/"):
+            await sandbox.meet_faults(account_id, f"{request.method} {route}")
     return account_id
 
 

@@ -156,14 +156,24 @@ class SandboxServer:
     def _wait_until_healthy(self) -> None:
         assert self._process is not None
         assert self._directory is not None
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline and self._process.poll() is None:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
+        if answers_healthz(self.url, self._process):
+            return
         log = (Path(self._directory.name) / "server.log").read_text(errors="replace")
         self.stop()
         raise RuntimeError(f"the crmdeals sandbox server did not start:\n{log[-2000:]}")
+
+
+def answers_healthz(
+    url: str, process: subprocess.Popen[bytes], timeout: float = STARTUP_TIMEOUT
+) -> bool:
+    """Wait (at most ``timeout`` seconds) until ``GET url/healthz`` answers 200; whether it
+    did before ``process`` ended or the time ran out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    return False
