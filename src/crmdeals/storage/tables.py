@@ -49,3 +49,17 @@ deals = sa.Table(
     ),
     sa.PrimaryKeyConstraint("account_id", "id"),
 )
+
+deal_counts = sa.Table(
+    "deal_counts",
+    metadata,
+    sa.Column(
+        "account_id",
+        sa.Integer,
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("deals", sa.Integer, nullable=False),
+)
+"""How many deals each account holds: every write to ``deals`` adjusts it in the same
+transaction, so the list route's ``count`` does not grow with the account."""
