@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from crmdeals import metrics
 from crmdeals.deals.schemas import Deal, DealsPage
 from crmdeals.errors import ServiceUnavailable
-from crmdeals.storage.tables import accounts, api_keys, deals
+from crmdeals.storage.tables import accounts, api_keys, deal_counts, deals
 
 T = TypeVar("T")
 
@@ -85,6 +85,7 @@ class Store:
         self.engine = engine
         self.async_engine = async_engine
         self._upsert = _upsert_statement(engine.dialect.name)
+        self._count_row = _count_row_statement(engine.dialect.name)
         self._writer_turn: AbstractContextManager[object] = (
             threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
         )
@@ -113,24 +114,38 @@ class Store:
         if not deals:
             return
         parameters = _upsert_parameters(self.engine.dialect.name, account_id, deals)
-        await self._transaction(
-            lambda connection: connection.execute(self._upsert, parameters), writes=True
-        )
+        deal_ids = [deal.id for deal in deals]
+
+        def upsert(connection: sa.Connection) -> None:
+            self._take_count(connection, account_id)
+            _adjust_count(connection, account_id, added=len(deal_ids), unless_present=deal_ids)
+            connection.execute(self._upsert, parameters)
+
+        await self._transaction(upsert, writes=True)
 
     async def list_deals(self, *, account_id: int, offset: int, limit: int) -> DealsPage:
-        """Up to ``limit`` deals in id order after skipping ``offset``, and the total count."""
-        count_query = sa.select(sa.func.count()).where(deals.c.account_id == account_id)
-        page_query = (
-            sa.select(*_DEAL_COLUMNS)
-            .where(deals.c.account_id == account_id)
-            .order_by(deals.c.id)
-            .limit(limit)
-            .offset(offset)
-        )
+        """Up to ``limit`` deals in id order after skipping ``offset``, and the total count.
+
+        The count is the account's ``deal_counts`` row, not a walk of its deals. A page in
+        the second half of the account is read from the far end (descending ids, then
+        reversed), so the deepest page skips as few rows as the first: a page costs at most
+        a walk over half the account, and the first and last pages cost the least.
+        """
+        count_query = sa.select(deal_counts.c.deals).where(deal_counts.c.account_id == account_id)
+        account_deals = sa.select(*_DEAL_COLUMNS).where(deals.c.account_id == account_id)
 
         def page(connection: sa.Connection) -> DealsPage:
             count = connection.scalar(count_query) or 0
-            rows = connection.execute(page_query).all() if offset < count else []
+            size = min(limit, count - offset)
+            if size <= 0:
+                return DealsPage(count=count, data=[])
+            from_end = count - offset - size
+            if from_end < offset:
+                query = account_deals.order_by(deals.c.id.desc()).limit(size).offset(from_end)
+                rows = connection.execute(query).all()[::-1]
+            else:
+                query = account_deals.order_by(deals.c.id).limit(size).offset(offset)
+                rows = connection.execute(query).all()
             return DealsPage(count=count, data=[_deal(row) for row in rows])
 
         return await self._transaction(page)
@@ -148,10 +163,7 @@ class Store:
 
     async def delete_deal(self, *, account_id: int, deal_id: str) -> bool:
         """Delete one deal; whether it existed."""
-        statement = sa.delete(deals).where(deals.c.account_id == account_id, deals.c.id == deal_id)
-        return await self._transaction(
-            lambda connection: connection.execute(statement).rowcount > 0, writes=True
-        )
+        return not await self.delete_deals(account_id=account_id, deal_ids=[deal_id])
 
     async def delete_deals(self, *, account_id: int, deal_ids: list[str]) -> list[str]:
         """Delete the listed deals in one transaction; the ids that did not exist, in order."""
@@ -162,15 +174,35 @@ class Store:
             .where(deals.c.account_id == account_id, deals.c.id.in_(deal_ids))
             .returning(deals.c.id)
         )
-        deleted = await self._transaction(
-            lambda connection: set(connection.scalars(statement)), writes=True
-        )
+
+        def delete(connection: sa.Connection) -> set[str]:
+            self._take_count(connection, account_id)
+            _adjust_count(connection, account_id, added=0, unless_present=deal_ids)
+            return set(connection.scalars(statement))
+
+        deleted = await self._transaction(delete, writes=True)
         return [deal_id for deal_id in deal_ids if deal_id not in deleted]
 
     async def delete_all_deals(self, *, account_id: int) -> None:
         """Delete every deal of the account (the sandbox's reset)."""
         statement = sa.delete(deals).where(deals.c.account_id == account_id)
-        await self._transaction(lambda connection: connection.execute(statement), writes=True)
+
+        def delete_all(connection: sa.Connection) -> None:
+            self._take_count(connection, account_id)
+            connection.execute(
+                sa.update(deal_counts).where(deal_counts.c.account_id == account_id).values(deals=0)
+            )
+            connection.execute(statement)
+
+        await self._transaction(delete_all, writes=True)
+
+    def _take_count(self, connection: sa.Connection, account_id: int) -> None:
+        """Lock the account's ``deal_counts`` row (making it when missing): the first
+        statement of every write of deals. Writes of one account then adjust the count one
+        after the other, each seeing the deals the one before it committed, and every write
+        takes its locks in the same order (count first, then deals), so none can deadlock
+        on another. On SQLite the statement takes the database's write lock."""
+        connection.execute(self._count_row, {"account_id": account_id})
 
     async def _transaction(self, work: Callable[[sa.Connection], T], *, writes: bool = False) -> T:
         """Run ``work`` in one transaction; for a write, again when PostgreSQL aborted it for
@@ -289,6 +321,34 @@ def _is_unavailable(error: sa.exc.DBAPIError | sa.exc.TimeoutError) -> bool:
         return error.orig.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
     sqlstate: str | None = getattr(error.orig, "sqlstate", None)
     return sqlstate is not None and sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
+
+
+def _count_row_statement(dialect: str) -> sa.Insert:
+    """``INSERT`` the account's count row at 0 or, when it exists, lock it (an update that
+    changes nothing)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(deal_counts).values(account_id=sa.bindparam("account_id"), deals=0)
+    return statement.on_conflict_do_update(
+        index_elements=[deal_counts.c.account_id],
+        set_={"deals": deal_counts.c.deals},
+    )
+
+
+def _adjust_count(
+    connection: sa.Connection, account_id: int, *, added: int, unless_present: list[str]
+) -> None:
+    """Add ``added`` to the account's count, less those of ``unless_present`` already
+    stored: before an upsert of N ids, ``added=N``; before deleting ids, ``added=0``."""
+    present = (
+        sa.select(sa.func.count())
+        .where(deals.c.account_id == account_id, deals.c.id.in_(unless_present))
+        .scalar_subquery()
+    )
+    connection.execute(
+        sa.update(deal_counts)
+        .where(deal_counts.c.account_id == account_id)
+        .values(deals=deal_counts.c.deals + added - present)
+    )
 
 
 def _upsert_statement(dialect: str) -> sqlite.Insert | postgresql.Insert:
