@@ -113,6 +113,13 @@ class Store:
         """Add or fully replace ``deals`` (one per id) in one transaction."""
         if not deals:
             return
+        await self._transaction(self.upsert_transaction(account_id, deals), writes=True)
+
+    def upsert_transaction(
+        self, account_id: int, deals: list[Deal]
+    ) -> Callable[[sa.Connection], None]:
+        """The transaction of ``upsert_deals``, as a function of a connection (the storage
+        floor of the benchmarks runs it without a server)."""
         parameters = _upsert_parameters(self.engine.dialect.name, account_id, deals)
         deal_ids = [deal.id for deal in deals]
 
@@ -121,7 +128,7 @@ class Store:
             _adjust_count(connection, account_id, added=len(deal_ids), unless_present=deal_ids)
             connection.execute(self._upsert, parameters)
 
-        await self._transaction(upsert, writes=True)
+        return upsert
 
     async def list_deals(self, *, account_id: int, offset: int, limit: int) -> DealsPage:
         """Up to ``limit`` deals in id order after skipping ``offset``, and the total count.
@@ -213,7 +220,7 @@ class Store:
         while True:
             try:
                 if self.async_engine is None:
-                    return await anyio.to_thread.run_sync(self._run, work, writes)
+                    return await anyio.to_thread.run_sync(self.run_transaction, work, writes)
                 async with self.async_engine.begin() as connection:
                     return await connection.run_sync(work)
             except (sa.exc.DBAPIError, sa.exc.TimeoutError) as error:
@@ -233,7 +240,7 @@ class Store:
                     "The database is unavailable or too busy; retry the request later."
                 ) from error
 
-    def _run(self, work: Callable[[sa.Connection], T], writes: bool = True) -> T:
+    def run_transaction(self, work: Callable[[sa.Connection], T], writes: bool = True) -> T:
         """``work`` in one transaction of the sync engine, in the calling thread. SQLite lets
         one connection write at a time: this process's threads take turns here rather than
         in SQLite's busy handler, which sleeps up to 100 ms between tries. (Other processes
@@ -248,7 +255,7 @@ class Store:
         statement = (
             sa.insert(accounts).values(name=name, created_at=created_at).returning(accounts.c.id)
         )
-        account_id = self._run(lambda connection: connection.scalar(statement))
+        account_id = self.run_transaction(lambda connection: connection.scalar(statement))
         assert account_id is not None
         return Account(id=account_id, name=name, created_at=created_at)
 
@@ -269,7 +276,7 @@ class Store:
             "prefix": prefix,
             "created_at": datetime.now(UTC),
         }
-        self._run(lambda connection: connection.execute(sa.insert(api_keys).values(values)))
+        self.run_transaction(lambda connection: connection.execute(sa.insert(api_keys).values(values)))
 
     def key_hash_exists(self, key_hash: str) -> bool:
         """Whether a key was ever registered (revoked or not)."""
@@ -306,7 +313,7 @@ class Store:
             .where(api_keys.c.prefix == prefix, api_keys.c.revoked_at.is_(None))
             .values(revoked_at=datetime.now(UTC))
         )
-        self._run(lambda connection: connection.execute(statement))
+        self.run_transaction(lambda connection: connection.execute(statement))
 
 
 def _is_unavailable(error: sa.exc.DBAPIError | sa.exc.TimeoutError) -> bool:
