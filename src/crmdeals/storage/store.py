@@ -86,6 +86,8 @@ class Store:
         self.async_engine = async_engine
         self._upsert = _upsert_statement(engine.dialect.name)
         self._count_row = _count_row_statement(engine.dialect.name)
+        self._loop_reader: sa.Connection | None = None
+        self._loop_reader_free = threading.Lock()
         self._writer_turn: AbstractContextManager[object] = (
             threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
         )
@@ -94,6 +96,8 @@ class Store:
         """Close every pooled connection."""
         if self.async_engine is not None:
             await self.async_engine.dispose()
+        if self._loop_reader is not None:
+            self._loop_reader.close()
         self.engine.dispose()
 
     # -- per request ---------------------------------------------------------------------
@@ -107,7 +111,7 @@ class Store:
         query = sa.select(api_keys.c.account_id).where(
             api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None)
         )
-        return await self._transaction(lambda connection: connection.scalar(query))
+        return await self._transaction(lambda connection: connection.scalar(query), on_loop=True)
 
     async def upsert_deals(self, *, account_id: int, deals: list[Deal]) -> None:
         """Add or fully replace ``deals`` (one per id) in one transaction."""
@@ -166,7 +170,7 @@ class Store:
             row = connection.execute(query).first()
             return None if row is None else _deal(row)
 
-        return await self._transaction(one)
+        return await self._transaction(one, on_loop=True)
 
     async def delete_deal(self, *, account_id: int, deal_id: str) -> bool:
         """Delete one deal; whether it existed."""
@@ -211,18 +215,23 @@ class Store:
         on another. On SQLite the statement takes the database's write lock."""
         connection.execute(self._count_row, {"account_id": account_id})
 
-    async def _transaction(self, work: Callable[[sa.Connection], T], *, writes: bool = False) -> T:
+    async def _transaction(
+        self, work: Callable[[sa.Connection], T], *, writes: bool = False, on_loop: bool = False
+    ) -> T:
         """Run ``work`` in one transaction; for a write, again when PostgreSQL aborted it for
         a conflict with another transaction (a serialisation failure or a deadlock), so the
         client never sees one. A database that cannot be reached, or is too busy to answer
-        within the timeout: ``ServiceUnavailable`` (503, to retry)."""
+        within the timeout: ``ServiceUnavailable`` (503, to retry).
+
+        ``on_loop`` marks a read of a few rows by key. On SQLite it runs right here on the
+        event loop, on a connection of its own, because handing it to a worker thread and
+        back costs several times the read itself (BENCHMARKS.md). A WAL reader never waits
+        for writers, so the loop is not held up. (Were that connection in use by another
+        thread, the read takes the worker-thread path.)"""
         attempt = 1
         while True:
             try:
-                if self.async_engine is None:
-                    return await anyio.to_thread.run_sync(self.run_transaction, work, writes)
-                async with self.async_engine.begin() as connection:
-                    return await connection.run_sync(work)
+                return await self._run_once(work, writes=writes, on_loop=on_loop)
             except (sa.exc.DBAPIError, sa.exc.TimeoutError) as error:
                 sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
                 if writes and sqlstate in _CONFLICT_SQLSTATES and attempt < WRITE_ATTEMPTS:
@@ -239,6 +248,22 @@ class Store:
                 raise ServiceUnavailable(
                     "The database is unavailable or too busy; retry the request later."
                 ) from error
+
+    async def _run_once(
+        self, work: Callable[[sa.Connection], T], *, writes: bool, on_loop: bool
+    ) -> T:
+        if self.async_engine is not None:
+            async with self.async_engine.begin() as connection:
+                return await connection.run_sync(work)
+        if on_loop and self._loop_reader_free.acquire(blocking=False):
+            try:
+                if self._loop_reader is None:
+                    self._loop_reader = self.engine.connect()
+                with self._loop_reader.begin():
+                    return work(self._loop_reader)
+            finally:
+                self._loop_reader_free.release()
+        return await anyio.to_thread.run_sync(self.run_transaction, work, writes)
 
     def run_transaction(self, work: Callable[[sa.Connection], T], writes: bool = True) -> T:
         """``work`` in one transaction of the sync engine, in the calling thread. SQLite lets
@@ -276,7 +301,9 @@ class Store:
             "prefix": prefix,
             "created_at": datetime.now(UTC),
         }
-        self.run_transaction(lambda connection: connection.execute(sa.insert(api_keys).values(values)))
+        self.run_transaction(
+            lambda connection: connection.execute(sa.insert(api_keys).values(values))
+        )
 
     def key_hash_exists(self, key_hash: str) -> bool:
         """Whether a key was ever registered (revoked or not)."""
