@@ -51,6 +51,19 @@ _DEAL_COLUMNS = (
     deals.c.contacts,
     deals.c.closed,
 )
+_ACCOUNT_DEALS = sa.select(*_DEAL_COLUMNS).where(deals.c.account_id == sa.bindparam("account"))
+_ONE_DEAL = _ACCOUNT_DEALS.where(deals.c.id == sa.bindparam("deal_id"))
+_PAGE = _ACCOUNT_DEALS.order_by(deals.c.id).limit(sa.bindparam("size")).offset(sa.bindparam("skip"))
+_PAGE_FROM_END = (
+    _ACCOUNT_DEALS.order_by(deals.c.id.desc())
+    .limit(sa.bindparam("size"))
+    .offset(sa.bindparam("skip"))
+)
+_COUNT = sa.select(deal_counts.c.deals).where(deal_counts.c.account_id == sa.bindparam("account"))
+_KEY_ACCOUNT = sa.select(api_keys.c.account_id).where(
+    api_keys.c.key_hash == sa.bindparam("key_hash"), api_keys.c.revoked_at.is_(None)
+)
+"""The statements of the requests, built once (building one costs more than running it)."""
 _REPLACED_ON_UPSERT = ("responsible_user_id", "name", "uri", "contacts", "closed")
 _decode_contacts = msgspec.json.Decoder(list[str]).decode
 _encode = msgspec.json.Encoder().encode
@@ -84,8 +97,16 @@ class Store:
     def __init__(self, engine: sa.Engine, async_engine: AsyncEngine | None = None) -> None:
         self.engine = engine
         self.async_engine = async_engine
-        self._upsert = _upsert_statement(engine.dialect.name)
-        self._count_row = _count_row_statement(engine.dialect.name)
+        dialect = engine.dialect.name
+        self._dialect = dialect
+        self._upsert = _upsert_statement(dialect)
+        self._take_count = _take_count_statement(dialect)
+        self._adjust_count = _adjust_count_statement(dialect)
+        self._delete_listed = (
+            sa.delete(deals)
+            .where(deals.c.account_id == sa.bindparam("account"), _listed_id(dialect))
+            .returning(deals.c.id)
+        )
         self._loop_reader: sa.Connection | None = None
         self._loop_reader_free = threading.Lock()
         self._writer_turn: AbstractContextManager[object] = (
@@ -108,10 +129,10 @@ class Store:
 
     async def account_id_for_key_hash(self, key_hash: str) -> int | None:
         """The account of a key that exists and is not revoked."""
-        query = sa.select(api_keys.c.account_id).where(
-            api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None)
+        parameters = {"key_hash": key_hash}
+        return await self._transaction(
+            lambda connection: connection.scalar(_KEY_ACCOUNT, parameters), on_loop=True
         )
-        return await self._transaction(lambda connection: connection.scalar(query), on_loop=True)
 
     async def upsert_deals(self, *, account_id: int, deals: list[Deal]) -> None:
         """Add or fully replace ``deals`` (one per id) in one transaction."""
@@ -124,12 +145,12 @@ class Store:
     ) -> Callable[[sa.Connection], None]:
         """The transaction of ``upsert_deals``, as a function of a connection (the storage
         floor of the benchmarks runs it without a server)."""
-        parameters = _upsert_parameters(self.engine.dialect.name, account_id, deals)
-        deal_ids = [deal.id for deal in deals]
+        parameters = _upsert_parameters(self._dialect, account_id, deals)
+        count_change = self._count_change(account_id, [deal.id for deal in deals], added=True)
 
         def upsert(connection: sa.Connection) -> None:
-            self._take_count(connection, account_id)
-            _adjust_count(connection, account_id, added=len(deal_ids), unless_present=deal_ids)
+            connection.execute(self._take_count, {"account": account_id})
+            connection.execute(self._adjust_count, count_change)
             connection.execute(self._upsert, parameters)
 
         return upsert
@@ -142,32 +163,28 @@ class Store:
         reversed), so the deepest page skips as few rows as the first: a page costs at most
         a walk over half the account, and the first and last pages cost the least.
         """
-        count_query = sa.select(deal_counts.c.deals).where(deal_counts.c.account_id == account_id)
-        account_deals = sa.select(*_DEAL_COLUMNS).where(deals.c.account_id == account_id)
 
         def page(connection: sa.Connection) -> DealsPage:
-            count = connection.scalar(count_query) or 0
+            count = connection.scalar(_COUNT, {"account": account_id}) or 0
             size = min(limit, count - offset)
             if size <= 0:
                 return DealsPage(count=count, data=[])
             from_end = count - offset - size
             if from_end < offset:
-                query = account_deals.order_by(deals.c.id.desc()).limit(size).offset(from_end)
-                rows = connection.execute(query).all()[::-1]
+                window = {"account": account_id, "size": size, "skip": from_end}
+                rows = connection.execute(_PAGE_FROM_END, window).all()[::-1]
             else:
-                query = account_deals.order_by(deals.c.id).limit(size).offset(offset)
-                rows = connection.execute(query).all()
+                window = {"account": account_id, "size": size, "skip": offset}
+                rows = connection.execute(_PAGE, window).all()
             return DealsPage(count=count, data=[_deal(row) for row in rows])
 
         return await self._transaction(page)
 
     async def get_deal(self, *, account_id: int, deal_id: str) -> Deal | None:
-        query = sa.select(*_DEAL_COLUMNS).where(
-            deals.c.account_id == account_id, deals.c.id == deal_id
-        )
+        parameters = {"account": account_id, "deal_id": deal_id}
 
         def one(connection: sa.Connection) -> Deal | None:
-            row = connection.execute(query).first()
+            row = connection.execute(_ONE_DEAL, parameters).first()
             return None if row is None else _deal(row)
 
         return await self._transaction(one, on_loop=True)
@@ -180,16 +197,12 @@ class Store:
         """Delete the listed deals in one transaction; the ids that did not exist, in order."""
         if not deal_ids:
             return []
-        statement = (
-            sa.delete(deals)
-            .where(deals.c.account_id == account_id, deals.c.id.in_(deal_ids))
-            .returning(deals.c.id)
-        )
+        count_change = self._count_change(account_id, deal_ids, added=False)
 
         def delete(connection: sa.Connection) -> set[str]:
-            self._take_count(connection, account_id)
-            _adjust_count(connection, account_id, added=0, unless_present=deal_ids)
-            return set(connection.scalars(statement))
+            connection.execute(self._take_count, {"account": account_id})
+            connection.execute(self._adjust_count, count_change)
+            return set(connection.scalars(self._delete_listed, count_change))
 
         deleted = await self._transaction(delete, writes=True)
         return [deal_id for deal_id in deal_ids if deal_id not in deleted]
@@ -199,7 +212,7 @@ class Store:
         statement = sa.delete(deals).where(deals.c.account_id == account_id)
 
         def delete_all(connection: sa.Connection) -> None:
-            self._take_count(connection, account_id)
+            connection.execute(self._take_count, {"account": account_id})
             connection.execute(
                 sa.update(deal_counts).where(deal_counts.c.account_id == account_id).values(deals=0)
             )
@@ -207,13 +220,11 @@ class Store:
 
         await self._transaction(delete_all, writes=True)
 
-    def _take_count(self, connection: sa.Connection, account_id: int) -> None:
-        """Lock the account's ``deal_counts`` row (making it when missing): the first
-        statement of every write of deals. Writes of one account then adjust the count one
-        after the other, each seeing the deals the one before it committed, and every write
-        takes its locks in the same order (count first, then deals), so none can deadlock
-        on another. On SQLite the statement takes the database's write lock."""
-        connection.execute(self._count_row, {"account_id": account_id})
+    def _count_change(self, account_id: int, deal_ids: list[str], *, added: bool) -> dict[str, Any]:
+        """The parameters of ``_adjust_count`` (and ``_delete_listed``): the ids about to
+        be written (``added``) or deleted."""
+        ids = deal_ids if self._dialect == "postgresql" else _encode(deal_ids).decode()
+        return {"account": account_id, "ids": ids, "added": len(deal_ids) if added else 0}
 
     async def _transaction(
         self, work: Callable[[sa.Connection], T], *, writes: bool = False, on_loop: bool = False
@@ -357,32 +368,43 @@ def _is_unavailable(error: sa.exc.DBAPIError | sa.exc.TimeoutError) -> bool:
     return sqlstate is not None and sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
 
 
-def _count_row_statement(dialect: str) -> sa.Insert:
-    """``INSERT`` the account's count row at 0 or, when it exists, lock it (an update that
-    changes nothing)."""
+def _take_count_statement(dialect: str) -> sa.Insert:
+    """Lock the account's ``deal_counts`` row (making it at 0 when missing): the first
+    statement of every write of deals. Writes of one account then adjust the count one
+    after the other, each seeing the deals the one before it committed, and every write
+    takes its locks in the same order (count first, then deals), so none can deadlock on
+    another. On SQLite the statement takes the database's write lock."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(deal_counts).values(account_id=sa.bindparam("account_id"), deals=0)
+    statement = insert(deal_counts).values(account_id=sa.bindparam("account"), deals=0)
     return statement.on_conflict_do_update(
         index_elements=[deal_counts.c.account_id],
         set_={"deals": deal_counts.c.deals},
     )
 
 
-def _adjust_count(
-    connection: sa.Connection, account_id: int, *, added: int, unless_present: list[str]
-) -> None:
-    """Add ``added`` to the account's count, less those of ``unless_present`` already
-    stored: before an upsert of N ids, ``added=N``; before deleting ids, ``added=0``."""
+def _adjust_count_statement(dialect: str) -> sa.Update:
+    """Add ``added`` to the account's count, less those of the listed ``ids`` stored
+    already: before an upsert of N ids, ``added=N``; before deleting ids, ``added=0``."""
     present = (
         sa.select(sa.func.count())
-        .where(deals.c.account_id == account_id, deals.c.id.in_(unless_present))
+        .where(deals.c.account_id == sa.bindparam("account"), _listed_id(dialect))
         .scalar_subquery()
     )
-    connection.execute(
+    return (
         sa.update(deal_counts)
-        .where(deal_counts.c.account_id == account_id)
-        .values(deals=deal_counts.c.deals + added - present)
+        .where(deal_counts.c.account_id == sa.bindparam("account"))
+        .values(deals=deal_counts.c.deals + sa.bindparam("added") - present)
     )
+
+
+def _listed_id(dialect: str) -> sa.ColumnElement[bool]:
+    """``deals.id`` is one of the ``ids`` parameter: one parameter whatever their number (a
+    JSON array on SQLite, an array on PostgreSQL), so the statement is compiled and
+    prepared once, where ``IN (?, ?, ...)`` would be rendered anew for each execution."""
+    if dialect == "postgresql":
+        return deals.c.id == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.Text)))
+    listed = sa.func.json_each(sa.bindparam("ids", type_=sa.Text)).table_valued("value")
+    return deals.c.id.in_(sa.select(listed.c.value))
 
 
 def _upsert_statement(dialect: str) -> sqlite.Insert | postgresql.Insert:
