@@ -411,15 +411,26 @@ def _upsert_statement(dialect: str) -> sqlite.Insert | postgresql.Insert:
     """``INSERT ... ON CONFLICT (account_id, id) DO UPDATE``: a new id is added, a known one
     has every field replaced. The database sets the timestamps, so no row carries them.
 
-    On SQLite it takes one parameter set per deal. On PostgreSQL it takes the batch as one
-    array per column, unnested into rows: 7 parameters for any batch instead of 7 per deal,
-    which costs psycopg a third less CPU per upload. The rows are written in the order of
-    the primary key, the order every writer (and every delete) locks them in, so concurrent
-    uploads cannot deadlock. (SQLite has one writer at a time: no order is needed.)
+    Either way the whole batch is one or two parameters, never one set per deal, and the
+    database takes it apart: on SQLite the deals as one JSON array (``json_each``), which
+    took a third less time than a parameter set per deal; on PostgreSQL one array per
+    column, unnested into rows, which cost psycopg a third less CPU. On PostgreSQL the rows
+    are written in the order of the primary key, the order every writer (and every delete)
+    locks them in, so concurrent uploads cannot deadlock. (SQLite has one writer at a time:
+    no order is needed.)
     """
-    if dialect != "postgresql":
-        return _on_conflict_replace(sqlite.insert(deals))
     names = [column.name for column in _DEAL_COLUMNS]
+    if dialect != "postgresql":
+        batch = sa.func.json_each(sa.bindparam("batch", type_=sa.Text)).table_valued("value")
+        fields = [
+            sa.func.json_extract(batch.c.value, f"$.{name}") for name in Deal.__struct_fields__
+        ]
+        json_rows = sa.select(sa.bindparam("account_id", type_=sa.Integer), *fields).where(
+            sa.true()  # "WHERE" keeps SQLite from reading "ON CONFLICT" as part of a join
+        )
+        return _on_conflict_replace(
+            sqlite.insert(deals).from_select(["account_id", *names], json_rows)
+        )
     arrays = [
         sa.bindparam(name, type_=postgresql.ARRAY(sa.Boolean if name == "closed" else sa.Text))
         for name in names
@@ -433,10 +444,10 @@ def _upsert_statement(dialect: str) -> sqlite.Insert | postgresql.Insert:
     )
 
 
-def _upsert_parameters(
-    dialect: str, account_id: int, batch: list[Deal]
-) -> dict[str, Any] | list[dict[str, Any]]:
+def _upsert_parameters(dialect: str, account_id: int, batch: list[Deal]) -> dict[str, Any]:
     """The parameters of ``_upsert_statement(dialect)`` for ``batch``."""
+    if dialect != "postgresql":  # the batch as one JSON array
+        return {"account_id": account_id, "batch": _encode(batch).decode()}
     columns = {
         "id": [deal.id for deal in batch],
         "responsible_user_id": [deal.responsibleUserId for deal in batch],
@@ -445,12 +456,7 @@ def _upsert_parameters(
         "contacts": [_encode(deal.contacts).decode() for deal in batch],
         "closed": [deal.closed for deal in batch],
     }
-    if dialect == "postgresql":  # the batch as arrays, one per column
-        return {"account_id": account_id, **columns}
-    return [  # one row per deal
-        {"account_id": account_id, **dict(zip(columns, row, strict=True))}
-        for row in zip(*columns.values(), strict=True)
-    ]
+    return {"account_id": account_id, **columns}  # the batch as arrays, one per column
 
 
 InsertT = TypeVar("InsertT", sqlite.Insert, postgresql.Insert)
