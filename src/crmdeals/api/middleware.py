@@ -1,8 +1,10 @@
 """Per request: an id, a structured access log line, and the last-resort 500."""
 
+import itertools
 import logging
+import os
+import secrets
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +23,26 @@ access_log = logging.getLogger("crmdeals.access")
 error_log = logging.getLogger("crmdeals.error")
 
 
+class _RequestIds:
+    """Request ids unique across processes and restarts, cheaply: a random prefix drawn
+    once per process, then a counter. (``uuid4`` per request read the system's random
+    source each time: 6% of the server's time for ``GET /v3/deals/{id}``.)"""
+
+    def __init__(self) -> None:
+        self._renew()
+        os.register_at_fork(after_in_child=self._renew)
+
+    def _renew(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._numbers = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._numbers):016x}"
+
+
+_request_ids = _RequestIds()
+
+
 class RequestContext:
     """Give each request an id (``X-Request-ID``), log it once done, and turn an unexpected
     exception into ``500 INTERNAL_ERROR`` that shows nothing but the id.
@@ -36,7 +58,7 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = uuid.uuid4().hex
+        request_id = _request_ids.next()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         started = time.perf_counter()
