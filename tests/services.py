@@ -30,6 +30,7 @@ HOW_TO_START = {
     "PostgreSQL": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
     "Redis": 'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" '
     "--appendonly no",
+    "wrk": "apt-get install -y wrk (make test and make bench do this)",
 }
 
 
