@@ -12,7 +12,7 @@ import random
 import sqlite3
 import threading
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -69,6 +69,10 @@ _decode_contacts = msgspec.json.Decoder(list[str]).decode
 _encode = msgspec.json.Encoder().encode
 
 
+class _WouldWait(Exception):
+    """A short SQLite transaction could not run on the event loop without waiting."""
+
+
 @dataclass(frozen=True)
 class Account:
     id: int
@@ -107,38 +111,38 @@ class Store:
             .where(deals.c.account_id == sa.bindparam("account"), _listed_id(dialect))
             .returning(deals.c.id)
         )
-        self._loop_reader: sa.Connection | None = None
-        self._loop_reader_free = threading.Lock()
-        self._writer_turn: AbstractContextManager[object] = (
-            threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
-        )
+        self._loop_connection: sa.Connection | None = None
+        self._loop_connection_free = threading.Lock()
+        self._writer_turn = threading.Lock()
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
         if self.async_engine is not None:
             await self.async_engine.dispose()
-        if self._loop_reader is not None:
-            self._loop_reader.close()
+        if self._loop_connection is not None:
+            self._loop_connection.close()
         self.engine.dispose()
 
     # -- per request ---------------------------------------------------------------------
 
     async def ping(self) -> None:
         """Raise unless the database answers."""
-        await self._transaction(lambda connection: connection.execute(sa.text("SELECT 1")))
+        await self._transaction(
+            lambda connection: connection.execute(sa.text("SELECT 1")), short=True
+        )
 
     async def account_id_for_key_hash(self, key_hash: str) -> int | None:
         """The account of a key that exists and is not revoked."""
         parameters = {"key_hash": key_hash}
         return await self._transaction(
-            lambda connection: connection.scalar(_KEY_ACCOUNT, parameters), on_loop=True
+            lambda connection: connection.scalar(_KEY_ACCOUNT, parameters), short=True
         )
 
     async def upsert_deals(self, *, account_id: int, deals: list[Deal]) -> None:
         """Add or fully replace ``deals`` (one per id) in one transaction."""
         if not deals:
             return
-        await self._transaction(self.upsert_transaction(account_id, deals), writes=True)
+        await self._transaction(self.upsert_transaction(account_id, deals), writes=True, short=True)
 
     def upsert_transaction(
         self, account_id: int, deals: list[Deal]
@@ -187,7 +191,7 @@ class Store:
             row = connection.execute(_ONE_DEAL, parameters).first()
             return None if row is None else _deal(row)
 
-        return await self._transaction(one, on_loop=True)
+        return await self._transaction(one, short=True)
 
     async def delete_deal(self, *, account_id: int, deal_id: str) -> bool:
         """Delete one deal; whether it existed."""
@@ -204,7 +208,7 @@ class Store:
             connection.execute(self._adjust_count, count_change)
             return set(connection.scalars(self._delete_listed, count_change))
 
-        deleted = await self._transaction(delete, writes=True)
+        deleted = await self._transaction(delete, writes=True, short=True)
         return [deal_id for deal_id in deal_ids if deal_id not in deleted]
 
     async def delete_all_deals(self, *, account_id: int) -> None:
@@ -227,22 +231,23 @@ class Store:
         return {"account": account_id, "ids": ids, "added": len(deal_ids) if added else 0}
 
     async def _transaction(
-        self, work: Callable[[sa.Connection], T], *, writes: bool = False, on_loop: bool = False
+        self, work: Callable[[sa.Connection], T], *, writes: bool = False, short: bool = False
     ) -> T:
         """Run ``work`` in one transaction; for a write, again when PostgreSQL aborted it for
         a conflict with another transaction (a serialisation failure or a deadlock), so the
         client never sees one. A database that cannot be reached, or is too busy to answer
         within the timeout: ``ServiceUnavailable`` (503, to retry).
 
-        ``on_loop`` marks a read of a few rows by key. On SQLite it runs right here on the
-        event loop, on a connection of its own, because handing it to a worker thread and
-        back costs several times the read itself (BENCHMARKS.md). A WAL reader never waits
-        for writers, so the loop is not held up. (Were that connection in use by another
-        thread, the read takes the worker-thread path.)"""
+        ``short`` marks a transaction of a few rows (at most one request's 100 deals). On
+        SQLite it runs right here on the event loop when it can without waiting, because
+        handing it to a worker thread and back costs more than the work itself
+        (BENCHMARKS.md). Whatever would wait (for this process's other writer, or for
+        another process's write lock) goes to a worker thread instead, as does every long
+        transaction: the event loop never waits on the database."""
         attempt = 1
         while True:
             try:
-                return await self._run_once(work, writes=writes, on_loop=on_loop)
+                return await self._run_once(work, writes=writes, short=short)
             except (sa.exc.DBAPIError, sa.exc.TimeoutError) as error:
                 sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
                 if writes and sqlstate in _CONFLICT_SQLSTATES and attempt < WRITE_ATTEMPTS:
@@ -261,27 +266,53 @@ class Store:
                 ) from error
 
     async def _run_once(
-        self, work: Callable[[sa.Connection], T], *, writes: bool, on_loop: bool
+        self, work: Callable[[sa.Connection], T], *, writes: bool, short: bool
     ) -> T:
         if self.async_engine is not None:
             async with self.async_engine.begin() as connection:
                 return await connection.run_sync(work)
-        if on_loop and self._loop_reader_free.acquire(blocking=False):
-            try:
-                if self._loop_reader is None:
-                    self._loop_reader = self.engine.connect()
-                with self._loop_reader.begin():
-                    return work(self._loop_reader)
-            finally:
-                self._loop_reader_free.release()
+        if short:
+            with suppress(_WouldWait):
+                return self._run_without_waiting(work, writes=writes)
         return await anyio.to_thread.run_sync(self.run_transaction, work, writes)
+
+    def _run_without_waiting(self, work: Callable[[sa.Connection], T], *, writes: bool) -> T:
+        """``work`` run in this thread on the SQLite connection kept for it, whose busy
+        timeout is 0. ``_WouldWait`` when that connection is in use, when another thread
+        of this process is writing, or when SQLite answers busy (the transaction is then
+        rolled back, having written nothing)."""
+        if not self._loop_connection_free.acquire(blocking=False):
+            raise _WouldWait
+        try:
+            if writes and not self._writer_turn.acquire(blocking=False):
+                raise _WouldWait
+            try:
+                if self._loop_connection is None or self._loop_connection.invalidated:
+                    self._loop_connection = self.engine.connect()
+                    self._loop_connection.exec_driver_sql("PRAGMA busy_timeout=0")
+                    self._loop_connection.commit()
+                with self._loop_connection.begin():
+                    return work(self._loop_connection)
+            except sa.exc.OperationalError as error:
+                if _is_busy(error):
+                    raise _WouldWait from error
+                raise
+            finally:
+                if writes:
+                    self._writer_turn.release()
+        finally:
+            self._loop_connection_free.release()
 
     def run_transaction(self, work: Callable[[sa.Connection], T], writes: bool = True) -> T:
         """``work`` in one transaction of the sync engine, in the calling thread. SQLite lets
         one connection write at a time: this process's threads take turns here rather than
         in SQLite's busy handler, which sleeps up to 100 ms between tries. (Other processes
         still meet the busy handler.)"""
-        with self._writer_turn if writes else nullcontext(), self.engine.begin() as connection:
+        sqlite_writer = writes and self.engine.dialect.name == "sqlite"
+        with (
+            self._writer_turn if sqlite_writer else nullcontext(),
+            self.engine.begin() as connection,
+        ):
             return work(connection)
 
     # -- administration --------------------------------------------------------------------
@@ -363,9 +394,17 @@ def _is_unavailable(error: sa.exc.DBAPIError | sa.exc.TimeoutError) -> bool:
     if error.statement is None:  # connecting failed
         return True
     if isinstance(error.orig, sqlite3.Error):
-        return error.orig.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+        return _is_busy(error)
     sqlstate: str | None = getattr(error.orig, "sqlstate", None)
     return sqlstate is not None and sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
+
+
+def _is_busy(error: sa.exc.DBAPIError) -> bool:
+    """Whether SQLite refused for a lock held by another connection."""
+    return isinstance(error.orig, sqlite3.Error) and error.orig.sqlite_errorcode in (
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+    )
 
 
 def _take_count_statement(dialect: str) -> sa.Insert:
