@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from crmdeals import metrics
 from crmdeals.deals.schemas import Deal, DealsPage
 from crmdeals.errors import ServiceUnavailable
-from crmdeals.storage.tables import accounts, api_keys, deals
+from crmdeals.storage.tables import accounts, api_keys, deal_contacts, deals, server_secrets
 
 T = TypeVar("T")
 
@@ -113,9 +113,12 @@ class Store:
         if not deals:
             return
         parameters = _upsert_parameters(self.engine.dialect.name, account_id, deals)
-        await self._transaction(
-            lambda connection: connection.execute(self._upsert, parameters), writes=True
-        )
+
+        def write(connection: sa.Connection) -> None:
+            connection.execute(self._upsert, parameters)
+            _replace_contact_index(connection, account_id, deals)
+
+        await self._transaction(write, writes=True)
 
     async def list_deals(self, *, account_id: int, offset: int, limit: int) -> DealsPage:
         """Up to ``limit`` deals in id order after skipping ``offset``, and the total count."""
@@ -123,6 +126,55 @@ class Store:
         page_query = (
             sa.select(*_DEAL_COLUMNS)
             .where(deals.c.account_id == account_id)
+            .order_by(deals.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+
+        def page(connection: sa.Connection) -> DealsPage:
+            count = connection.scalar(count_query) or 0
+            rows = connection.execute(page_query).all() if offset < count else []
+            return DealsPage(count=count, data=[_deal(row) for row in rows])
+
+        return await self._transaction(page)
+
+    async def find_deals(
+        self,
+        *,
+        account_id: int,
+        offset: int,
+        limit: int,
+        contact_id: str | None = None,
+        responsible_user_id: str | None = None,
+        closed: bool | None = None,
+        search: str | None = None,
+    ) -> DealsPage:
+        """Like ``list_deals``, for the deals that pass every filter given: those listing
+        ``contact_id`` (found through the contact index), those of ``responsible_user_id``,
+        the open or closed ones, and those whose id is ``search`` or whose name contains it
+        (ignoring case; SQLite folds only ASCII letters). ``count`` is how many pass."""
+        conditions = [deals.c.account_id == account_id]
+        if contact_id is not None:
+            conditions.append(
+                deals.c.id.in_(
+                    sa.select(deal_contacts.c.deal_id).where(
+                        deal_contacts.c.account_id == account_id,
+                        deal_contacts.c.contact_id == contact_id,
+                    )
+                )
+            )
+        if responsible_user_id is not None:
+            conditions.append(deals.c.responsible_user_id == responsible_user_id)
+        if closed is not None:
+            conditions.append(deals.c.closed.is_(closed))
+        if search is not None:
+            conditions.append(
+                sa.or_(deals.c.id == search, deals.c.name.icontains(search, autoescape=True))
+            )
+        count_query = sa.select(sa.func.count()).where(*conditions)
+        page_query = (
+            sa.select(*_DEAL_COLUMNS)
+            .where(*conditions)
             .order_by(deals.c.id)
             .limit(limit)
             .offset(offset)
@@ -171,6 +223,26 @@ class Store:
         """Delete every deal of the account (the sandbox's reset)."""
         statement = sa.delete(deals).where(deals.c.account_id == account_id)
         await self._transaction(lambda connection: connection.execute(statement), writes=True)
+
+    async def server_secret(self, *, name: str, candidate: str) -> str:
+        """The server's secret called ``name``; the first caller stores ``candidate`` as it,
+        and every process (on every machine) reads the same value afterwards."""
+        insert = (
+            postgresql.insert(server_secrets)
+            if self.engine.dialect.name == "postgresql"
+            else sqlite.insert(server_secrets)
+        )
+        statement = insert.values(
+            name=name, value=candidate, created_at=datetime.now(UTC)
+        ).on_conflict_do_nothing(index_elements=[server_secrets.c.name])
+        query = sa.select(server_secrets.c.value).where(server_secrets.c.name == name)
+
+        def read_or_store(connection: sa.Connection) -> str:
+            connection.execute(statement)
+            value: str = connection.execute(query).scalar_one()
+            return value
+
+        return await self._transaction(read_or_store, writes=True)
 
     async def _transaction(self, work: Callable[[sa.Connection], T], *, writes: bool = False) -> T:
         """Run ``work`` in one transaction; for a write, again when PostgreSQL aborted it for
@@ -335,6 +407,23 @@ def _upsert_parameters(
         {"account_id": account_id, **dict(zip(columns, row, strict=True))}
         for row in zip(*columns.values(), strict=True)
     ]
+
+
+def _replace_contact_index(connection: sa.Connection, account_id: int, batch: list[Deal]) -> None:
+    """In an upload's transaction: the contact index rows of ``batch`` become exactly its
+    deals' contacts (each contact once per deal), whatever they were before."""
+    connection.execute(
+        sa.delete(deal_contacts).where(
+            deal_contacts.c.account_id == account_id,
+            deal_contacts.c.deal_id.in_([deal.id for deal in batch]),
+        )
+    )
+    rows = [
+        {"account_id": account_id, "contact_id": contact_id, "deal_id": deal.id}
+        for deal in batch
+        for contact_id in dict.fromkeys(deal.contacts)
+    ]
+    connection.execute(sa.insert(deal_contacts), rows)
 
 
 InsertT = TypeVar("InsertT", sqlite.Insert, postgresql.Insert)
