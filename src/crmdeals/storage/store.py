@@ -423,7 +423,8 @@ def _replace_contact_index(connection: sa.Connection, account_id: int, batch: li
         for deal in batch
         for contact_id in dict.fromkeys(deal.contacts)
     ]
-    connection.execute(sa.insert(deal_contacts), rows)
+    if rows:
+        connection.execute(sa.insert(deal_contacts), rows)
 
 
 InsertT = TypeVar("InsertT", sqlite.Insert, postgresql.Insert)

@@ -1,8 +1,9 @@
 """What every page shares: the templates, the headers, the stylesheet, the error page.
 
 Every page gets a Content-Security-Policy that allows nothing from elsewhere (only this
-server's stylesheet; no script at all), is never cached, and sends no ``Referer`` (the
-panel's URL holds its token).
+server's stylesheet; no script at all), is never cached, and sends a ``Referer`` only to
+this server (the panel's URL holds its token; the inspector's forms need an ``Origin``,
+which browsers blank under ``no-referrer``).
 """
 
 from collections.abc import Callable, Coroutine
@@ -50,7 +51,7 @@ def render(
         {
             "Content-Security-Policy": content_security_policy(frame_ancestors),
             "Cache-Control": "no-store",
-            "Referrer-Policy": "no-referrer",
+            "Referrer-Policy": "same-origin",
             "X-Content-Type-Options": "nosniff",
             **(headers or {}),
         }
