@@ -29,7 +29,7 @@ def deal(deal_id: str, name: str, user: str, contacts: list[str], **fields: Any)
     }
 
 
-def crm(deal_id: str) -> str:
+def crm(deal_id: int | str) -> str:
     return f"https://crm.example.com/deals/{deal_id}"
 
 
@@ -77,7 +77,8 @@ def test_the_panel_shows_the_users_deals_with_the_contact_open_ones_first(
     site: Site, page: Page, tmp_path: Path
 ) -> None:
     response = page.goto(link(site, "a", "rep-7", "contact-1"))
-    assert response is not None and response.status == 200
+    assert response is not None
+    assert response.status == 200
     assert shown(page) == [
         ("Acme Corp — annual renewal", False),
         ("Acme Corp — 40 more seats", False),
@@ -170,7 +171,8 @@ def test_expired_changed_and_other_account_tokens_get_one_error_page(
     pages = {}
     for case, url in bad_urls.items():
         response = page.goto(url)
-        assert response is not None and response.status == 403, case
+        assert response is not None
+        assert response.status == 403, case
         assert page.locator("h1").inner_text() == "This link does not work", case
         assert page.locator("li.deal").count() == 0, case
         pages[case] = page.locator("body").inner_html()
@@ -188,7 +190,8 @@ def test_the_panel_works_at_320_pixels(site: Site, browser: Any, tmp_path: Path)
         assert narrow.evaluate("document.documentElement.scrollWidth") <= 320
         for item in narrow.locator("li.deal").all():
             box = item.bounding_box()
-            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 320
+            assert box is not None
+            assert 0 <= box["x"] <= box["x"] + box["width"] <= 320
         stylesheet = narrow.evaluate("getComputedStyle(document.body).backgroundColor")
         assert stylesheet == "rgb(255, 255, 255)"  # the stylesheet was allowed and applied
         screenshot(narrow, tmp_path / "panel-320px.png", readme_name="panel.png")
