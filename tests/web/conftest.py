@@ -113,10 +113,10 @@ def dialogs(page: Page) -> list[str]:
 
 
 def screenshot(page: Page, path: Path, readme_name: str | None = None) -> None:
-    """Save a screenshot with the test's output; also as ``docs/<readme_name>`` when
-    ``CRMDEALS_UPDATE_SCREENSHOTS=1``."""
+    """Save a screenshot of the whole page with the test's output; also, of what the window
+    shows, as ``docs/<readme_name>`` when ``CRMDEALS_UPDATE_SCREENSHOTS=1``."""
     page.screenshot(path=path, full_page=True)
     assert path.stat().st_size > 0
     if UPDATE_SCREENSHOTS and readme_name:
         DOCS.mkdir(exist_ok=True)
-        page.screenshot(path=DOCS / readme_name, full_page=True)
+        page.screenshot(path=DOCS / readme_name)
