@@ -1,8 +1,10 @@
 """The pages over HTTP (no browser): headers, the inspector's session and forms, and bad
 input, on SQLite and PostgreSQL. The browser tests (test_browser.py) cover what people see."""
 
+import html
 import re
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 from fastapi import FastAPI
@@ -187,3 +189,23 @@ def test_a_missing_deal_is_a_404_page(client: TestClient, deal_id: str) -> None:
 def test_pages_are_left_out_of_the_openapi(anonymous: TestClient) -> None:
     paths = anonymous.get("/openapi.json").json()["paths"]
     assert not [path for path in paths if path.startswith(("/panel", "/inspect", "/static"))]
+
+
+def test_the_table_links_each_deal_even_with_an_awkward_id(client: TestClient) -> None:
+    awkward = "crm/42?&x=1 #é+"
+    client.post("/v3/deals", json=[make_deal(awkward)])
+    signed_in(client)
+    table = client.get("/inspect").text
+    (href,) = re.findall(r'href="(/inspect/deal\?[^"]+)"', table)
+    detail = client.get(href.replace("&amp;", "&"))
+    assert detail.status_code == 200
+    assert client.get(f"/v3/deals/{quote(awkward, safe='')}").text in html.unescape(detail.text)
+
+
+def test_the_panel_says_how_many_deals_it_leaves_out(client: TestClient) -> None:
+    deals = [make_deal(f"{n:03}", responsibleUserId="u", contacts=["c"]) for n in range(103)]
+    client.post("/v3/deals", json=deals[:100])
+    client.post("/v3/deals", json=deals[100:])
+    page = client.get(panel_url(client)).text
+    assert page.count('class="deal"') == 100
+    assert "and 3 more in the CRM" in page
