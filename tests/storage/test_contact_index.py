@@ -127,3 +127,24 @@ def test_migration_0003_indexes_the_deals_already_stored(empty_database: str) ->
         assert index_rows(store) == {(1, "x", "d1"), (1, "y", "d1"), (1, "y", "d2")}
     finally:
         engine.dispose()
+
+
+def test_replacing_or_deleting_a_deals_index_rows_does_not_read_the_account(
+    tmp_path: Path,
+) -> None:
+    """The upload's delete and the cascade find a deal's rows through an index, not by
+    reading every index row of the account (SQLite says which it does)."""
+    engine = connect(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    upgrade(engine)
+    statements = (
+        "DELETE FROM deal_contacts WHERE account_id = 1 AND deal_id IN ('a', 'b')",
+        "DELETE FROM deal_contacts WHERE account_id = 1 AND deal_id = 'a'",  # the cascade's
+    )
+    with engine.connect() as connection:
+        for statement in statements:
+            plan = " ".join(
+                str(row[-1])
+                for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}")
+            )
+            assert "ix_deal_contacts_deal" in plan, plan
+    engine.dispose()

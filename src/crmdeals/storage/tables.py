@@ -74,10 +74,12 @@ deal_contacts = sa.Table(
     sa.ForeignKeyConstraint(
         ["account_id", "deal_id"], ["deals.account_id", "deals.id"], ondelete="CASCADE"
     ),
+    sa.Index("ix_deal_contacts_deal", "account_id", "deal_id"),
 )
 """The contact -> deal index: one row per contact of each deal, written in the upload's
 transaction (and deleted with the deal), so a contact's deals are found in id order
-without reading the account's other deals."""
+without reading the account's other deals. ``ix_deal_contacts_deal`` finds a deal's rows,
+for the upload that replaces them and for the cascade of a delete."""
 
 server_secrets = sa.Table(
     "server_secrets",

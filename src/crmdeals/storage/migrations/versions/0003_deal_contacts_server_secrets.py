@@ -39,6 +39,7 @@ def upgrade() -> None:
             ["account_id", "deal_id"], ["deals.account_id", "deals.id"], ondelete="CASCADE"
         ),
     )
+    op.create_index("ix_deal_contacts_deal", "deal_contacts", ["account_id", "deal_id"])
     dialect = op.get_bind().dialect.name
     op.execute(
         "INSERT INTO deal_contacts (account_id, contact_id, deal_id) "
