@@ -13,7 +13,8 @@ from alembic.config import Config
 from crmdeals.deals.schemas import Deal
 from crmdeals.storage import Store, connect, upgrade
 from crmdeals.storage.engine import MIGRATIONS
-from crmdeals.storage.tables import deal_contacts
+from crmdeals.storage.store import _DELETE_INDEX_ROWS
+from crmdeals.storage.tables import deal_contacts, deals
 from tests import services
 
 
@@ -129,22 +130,45 @@ def test_migration_0003_indexes_the_deals_already_stored(empty_database: str) ->
         engine.dispose()
 
 
-def test_replacing_or_deleting_a_deals_index_rows_does_not_read_the_account(
-    tmp_path: Path,
-) -> None:
-    """The upload's delete and the cascade find a deal's rows through an index, not by
-    reading every index row of the account (SQLite says which it does)."""
-    engine = connect(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    upgrade(engine)
-    statements = (
-        "DELETE FROM deal_contacts WHERE account_id = 1 AND deal_id IN ('a', 'b')",
-        "DELETE FROM deal_contacts WHERE account_id = 1 AND deal_id = 'a'",  # the cascade's
-    )
-    with engine.connect() as connection:
-        for statement in statements:
-            plan = " ".join(
-                str(row[-1])
-                for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}")
+def test_replacing_a_deals_index_rows_does_not_read_the_account(empty_database: str) -> None:
+    """The upload deletes a deal's old rows through ``ix_deal_contacts_deal`` on both its
+    columns, even while the database's statistics say the table is empty (a new table
+    filling up): the plan of the statement it runs names the deal in the index condition."""
+    engine = connect(empty_database)
+    try:
+        upgrade(engine)
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text("INSERT INTO accounts (id, name, created_at) VALUES (1, 'a', '2026-01-01')")
             )
-            assert "ix_deal_contacts_deal" in plan, plan
-    engine.dispose()
+            connection.execute(
+                sa.insert(deals),
+                [
+                    {
+                        "account_id": 1,
+                        "id": f"d{n}",
+                        "responsible_user_id": "u",
+                        "name": "n",
+                        "contacts": "[]",
+                        "closed": False,
+                    }
+                    for n in range(3000)
+                ],
+            )
+            connection.execute(
+                sa.insert(deal_contacts),
+                [{"account_id": 1, "contact_id": "c", "deal_id": f"d{n}"} for n in range(3000)],
+            )
+        explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
+        statement = sa.text(explain + str(_DELETE_INDEX_ROWS))  # as :named parameters
+        with engine.connect() as connection:
+            rows = connection.execute(statement, {"account_id": 1, "deal_id": "d5"}).all()
+        plan = " ".join(str(row[-1]) for row in rows)
+        if engine.dialect.name == "sqlite":
+            assert "ix_deal_contacts_deal (account_id=? AND deal_id=?)" in plan, plan
+        else:
+            (condition,) = [str(row[0]) for row in rows if "Index Cond" in str(row[0])]
+            assert "account_id" in condition, plan
+            assert "deal_id" in condition, plan
+    finally:
+        engine.dispose()

@@ -411,12 +411,14 @@ def _upsert_parameters(
 
 def _replace_contact_index(connection: sa.Connection, account_id: int, batch: list[Deal]) -> None:
     """In an upload's transaction: the contact index rows of ``batch`` become exactly its
-    deals' contacts (each contact once per deal), whatever they were before."""
+    deals' contacts (each contact once per deal), whatever they were before.
+
+    The old rows are deleted deal by deal (one statement executed for each), each through
+    ``ix_deal_contacts_deal`` on both of its columns: PostgreSQL plans a single statement
+    for the whole batch (``deal_id = ANY(...)``) as a scan of the account's rows whenever
+    its statistics of the table are stale, as they are while a new table fills up."""
     connection.execute(
-        sa.delete(deal_contacts).where(
-            deal_contacts.c.account_id == account_id,
-            deal_contacts.c.deal_id.in_([deal.id for deal in batch]),
-        )
+        _DELETE_INDEX_ROWS, [{"account_id": account_id, "deal_id": deal.id} for deal in batch]
     )
     rows = [
         {"account_id": account_id, "contact_id": contact_id, "deal_id": deal.id}
@@ -425,6 +427,12 @@ def _replace_contact_index(connection: sa.Connection, account_id: int, batch: li
     ]
     if rows:
         connection.execute(sa.insert(deal_contacts), rows)
+
+
+_DELETE_INDEX_ROWS = sa.delete(deal_contacts).where(
+    deal_contacts.c.account_id == sa.bindparam("account_id"),
+    deal_contacts.c.deal_id == sa.bindparam("deal_id"),
+)
 
 
 InsertT = TypeVar("InsertT", sqlite.Insert, postgresql.Insert)
