@@ -13,6 +13,7 @@ from crmdeals import metrics
 from crmdeals.api import openapi
 from crmdeals.api.auth import current_account
 from crmdeals.api.body import read_body
+from crmdeals.deals.schemas import MAX_ID_LENGTH
 from crmdeals.deals.validation import is_storable_id, parse_deal_batch, parse_id_batch
 from crmdeals.errors import MAX_ENTITIES, DealNotFound, InvalidRequest
 from crmdeals.storage import Store
@@ -22,7 +23,12 @@ _MAX_OFFSET_DIGITS = 18  # a longer offset is past the end of any account
 
 _DEAL_URL_PREFIX = b"/v3/deals/"
 _BOOLEANS = {"true": True, "false": False}
-_FILTER_ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"^[^\x00]*$"}
+_FILTER_ID_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_ID_LENGTH,
+    "pattern": r"^[^\x00]*$",
+}
 
 AccountId = Annotated[int, Depends(current_account)]
 _encode = msgspec.json.Encoder().encode
@@ -217,7 +223,7 @@ def _filters(request: Request) -> ListFilters:
         values = request.query_params.getlist(name)
         ids[name] = values[0] if values else None
         if values and (len(values) > 1 or not is_storable_id(values[0])):
-            problems[name] = "Expected one id of 1 to 100 characters"
+            problems[name] = f"Expected one id of 1 to {MAX_ID_LENGTH} characters"
     closed_values = request.query_params.getlist("closed")
     if closed_values and (len(closed_values) > 1 or closed_values[0] not in _BOOLEANS):
         problems["closed"] = "Expected one of `true`, `false`"
