@@ -42,10 +42,16 @@ def inspector_deals(site: Site) -> None:
     )
 
 
+def navigate(page: Page, selector: str) -> None:
+    """Click what ``selector`` names and wait for the page it leads to."""
+    with page.expect_navigation():
+        page.click(selector)
+
+
 def sign_in(page: Page, site: Site, key: str) -> None:
     page.goto(site.url + "/inspect")
     page.fill("#key", key)
-    page.click("form[action='/inspect/sign-in'] button")
+    navigate(page, "form[action='/inspect/sign-in'] button")
 
 
 def table_ids(page: Page) -> list[str]:
@@ -67,14 +73,14 @@ def test_sign_in_and_page_through_250_deals(site: Site, page: Page, tmp_path: Pa
     assert summary(page) == deals_shown(1, 100, 250)
     assert table_ids(page) == [deal["id"] for deal in DEALS[:100]]
     screenshot(page, tmp_path / "inspector.png", readme_name="inspector.png")
-    page.click("a[rel=next]")
+    navigate(page, "a[rel=next]")
     assert summary(page) == deals_shown(101, 200, 250)
     assert table_ids(page) == [deal["id"] for deal in DEALS[100:200]]
-    page.click("a[rel=next]")
+    navigate(page, "a[rel=next]")
     assert summary(page) == deals_shown(201, 250, 250)
     assert table_ids(page) == [deal["id"] for deal in DEALS[200:]]
     assert page.locator("a[rel=next]").count() == 0
-    page.click("a[rel=prev]")
+    navigate(page, "a[rel=prev]")
     assert summary(page) == deals_shown(101, 200, 250)
 
 
@@ -82,17 +88,17 @@ def test_filters_narrow_the_table(site: Site, page: Page) -> None:
     sign_in(page, site, KEYS["c"])
     page.fill("#contact", "contact-3")
     page.select_option("#status", "closed")
-    page.click("form.filters button[type=submit]")
+    navigate(page, "form.filters button[type=submit]")
     expected = [
         deal["id"] for deal in DEALS if deal["contacts"] == ["contact-3"] and deal["closed"]
     ]
     assert table_ids(page) == expected
     assert summary(page) == deals_shown(1, len(expected), len(expected))
     assert page.input_value("#contact") == "contact-3"  # the form keeps what was asked
-    page.click("a:text('Clear')")
+    navigate(page, "a:text('Clear')")
     page.fill("#user", "rep-1")
     page.select_option("#status", "open")
-    page.click("form.filters button[type=submit]")
+    navigate(page, "form.filters button[type=submit]")
     expected = [
         deal["id"] for deal in DEALS if deal["responsibleUserId"] == "rep-1" and not deal["closed"]
     ]
@@ -103,21 +109,21 @@ def test_filters_narrow_the_table(site: Site, page: Page) -> None:
 def test_search_by_exact_id_or_part_of_the_name(site: Site, page: Page) -> None:
     sign_in(page, site, KEYS["c"])
     page.fill("#q", "deal-042")
-    page.click("form.filters button[type=submit]")
+    navigate(page, "form.filters button[type=submit]")
     assert table_ids(page) == ["deal-042"]
     page.fill("#q", "STARK INDUSTRIES — pilot")
-    page.click("form.filters button[type=submit]")
+    navigate(page, "form.filters button[type=submit]")
     expected = [deal["id"] for deal in DEALS if "Stark Industries — pilot" in deal["name"]]
     assert expected
     assert table_ids(page) == expected
     page.fill("#q", "deal-04")  # an id is matched exactly, not in part
-    page.click("form.filters button[type=submit]")
+    navigate(page, "form.filters button[type=submit]")
     assert page.locator(".empty-title").inner_text() == "No deals match"
 
 
 def test_a_deals_detail_shows_exactly_the_apis_json(site: Site, page: Page) -> None:
     sign_in(page, site, KEYS["c"])
-    page.click("td[data-label=Name] a >> nth=5")
+    navigate(page, "td[data-label=Name] a >> nth=5")
     assert page.url == site.url + "/inspect/deal?id=deal-005"
     with site.api("c") as client:
         body = client.get("/v3/deals/deal-005").text
@@ -147,7 +153,7 @@ def test_the_session_cookie_is_httponly_and_samesite_strict(site: Site, page: Pa
 def test_another_accounts_deals_never_appear(site: Site, page: Page) -> None:
     sign_in(page, site, KEYS["c"])
     page.fill("#q", "account b")
-    page.click("form.filters button[type=submit]")
+    navigate(page, "form.filters button[type=submit]")
     assert page.locator(".empty-title").inner_text() == "No deals match"
     page.goto(site.url + "/inspect/deal?id=b-only")
     assert page.locator(".empty-title").inner_text() == "No such deal"
@@ -159,7 +165,7 @@ def test_another_accounts_deals_never_appear(site: Site, page: Page) -> None:
 
 def test_sign_out(site: Site, page: Page) -> None:
     sign_in(page, site, KEYS["c"])
-    page.click("form.sign-out button")
+    navigate(page, "form.sign-out button")
     assert page.url == site.url + "/inspect"
     assert page.locator("#key").count() == 1
     assert page.context.cookies() == []
