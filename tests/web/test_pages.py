@@ -209,3 +209,21 @@ def test_the_panel_says_how_many_deals_it_leaves_out(client: TestClient) -> None
     page = client.get(panel_url(client)).text
     assert page.count('class="deal"') == 100
     assert "and 3 more in the CRM" in page
+
+
+@pytest.fixture
+def limited(settings: Settings, store: Store) -> Iterator[TestClient]:
+    """An app that allows 3 requests a minute per account (or address)."""
+    with TestClient(create_app(settings.model_copy(update={"rate_limit": "3/60s"}))) as client:
+        yield client
+
+
+def test_over_the_rate_limit_the_inspector_says_so_as_a_page(limited: TestClient) -> None:
+    signed_in(limited)  # the address's first request
+    statuses = [limited.get("/inspect").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]  # the account's requests
+    refused = limited.get("/inspect")
+    assert refused.headers["content-type"].startswith("text/html")
+    assert int(refused.headers["retry-after"]) >= 1
+    assert "At most 3 requests per 60 seconds" in refused.text
+    assert refused.headers["content-security-policy"] == CSP.format("'none'")
