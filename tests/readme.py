@@ -56,3 +56,16 @@ def integration_test_example() -> str:
     blocks: list[str] = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
     (block,) = blocks
     return block
+
+
+def panel_link_example() -> str:
+    """The shell command between ``<!-- panel-link-example -->`` and its end marker."""
+    text = README.read_text()
+    section = text.split("<!-- panel-link-example -->")[1].split("<!-- /panel-link-example -->")[0]
+    (block,) = re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
+    return str(block)
+
+
+def images() -> list[str]:
+    """The paths of the images the README shows (``<img src="...">``)."""
+    return re.findall(r'<img src="([^"]+)"', README.read_text())

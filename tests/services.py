@@ -1,4 +1,4 @@
-"""The machine's PostgreSQL and Redis, for the tests that need them.
+"""The machine's PostgreSQL, Redis and Chromium, for the tests that need them.
 
 ``make test`` uses them whenever they answer. Where one does not, its tests are skipped and
 listed in a banner at the end of the run, unless ``CRMDEALS_TEST_REQUIRE_SERVICES=1`` (set by
@@ -9,6 +9,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -31,7 +32,11 @@ HOW_TO_START = {
     "Redis": 'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" '
     "--appendonly no",
     "wrk": "apt-get install -y wrk (make test and make bench do this)",
+    "Chromium": "apt-get install -y -q chromium",
 }
+CHROMIUM = Path(os.environ.get("CRMDEALS_TEST_CHROMIUM", "/usr/bin/chromium"))
+"""Debian's Chromium, which the browser tests drive through Playwright (Playwright's own
+browser download is not used)."""
 
 
 def missing(service: str, url: str, error: Exception) -> None:
@@ -85,3 +90,10 @@ def delete_crmdeals_keys(client: redis.Redis) -> None:
     keys = list(client.scan_iter(match="crmdeals*", count=1000))
     if keys:
         client.delete(*keys)
+
+
+def chromium() -> Path:
+    """Debian's Chromium; the test is skipped (failed under REQUIRE_SERVICES) without it."""
+    if not CHROMIUM.exists():
+        missing("Chromium", str(CHROMIUM), FileNotFoundError("not installed"))
+    return CHROMIUM

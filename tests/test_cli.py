@@ -321,3 +321,54 @@ def test_bootstrap_does_not_bring_a_revoked_known_key_back(
     ok(crmdeals(runner, database_url, "keys", "revoke", known[:PREFIX_LENGTH]))
     assert bootstrap(store, known) is None
     assert status_with(api, known) == 401
+
+
+# -- panel links ---------------------------------------------------------------------------
+
+
+def test_panel_link_prints_a_url_that_the_server_opens(
+    runner: CliRunner, database_url: str, api: TestClient
+) -> None:
+    key = created_key(crmdeals(runner, database_url, "accounts", "create", "acme"))
+    deal = {"id": "1", "responsibleUserId": "rep", "name": "Renewal", "contacts": ["c"]}
+    headers = {"Authorization": f"Bearer {key}"}
+    assert api.post("/v3/deals", json=[{**deal, "closed": False}], headers=headers).is_success
+    result = ok(
+        crmdeals(
+            runner,
+            database_url,
+            "panel-link",
+            "--account",
+            "acme",
+            "--user",
+            "rep",
+            "--contact",
+            "c",
+            "--base-url",
+            "http://testserver",
+        )
+    )
+    url = result.stdout.strip()
+    assert url.startswith("http://testserver/panel?token=")
+    page = api.get(url)
+    assert page.status_code == 200
+    assert "Renewal" in page.text
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--account", "nobody", "--user", "u", "--contact", "c"], "No account named"),
+        (["--account", "acme", "--user", "", "--contact", "c"], "--user"),
+        (["--account", "acme", "--user", "u", "--contact", "c" * 101], "--contact"),
+        (["--account", "acme", "--user", "u", "--contact", "c", "--ttl", "59"], "--ttl"),
+    ],
+)
+def test_panel_link_refuses_what_it_cannot_sign(
+    runner: CliRunner, database_url: str, arguments: list[str], message: str
+) -> None:
+    created_key(crmdeals(runner, database_url, "accounts", "create", "acme"))
+    result = crmdeals(runner, database_url, "panel-link", *arguments)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert result.stdout.strip() == "" or "panel?token" not in result.stdout

@@ -73,3 +73,51 @@ def test_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch)
         3,
     )
     assert settings.database_url == "sqlite:////tmp/elsewhere.db"
+
+
+@pytest.mark.parametrize("key", ["", "short", "x" * 31])
+def test_a_secret_key_has_at_least_32_characters(key: str) -> None:
+    with pytest.raises(ValidationError, match="at least 32 characters"):
+        Settings(secret_key=key)
+
+
+def test_the_secret_key_is_never_shown() -> None:
+    settings = Settings(secret_key="k" * 40)
+    assert "k" * 40 not in repr(settings)
+    assert settings.secret_key is not None
+    assert settings.secret_key.get_secret_value() == "k" * 40
+
+
+@pytest.mark.parametrize(
+    "sources",
+    [
+        "",
+        "'none' https://a.example",
+        "https://a.example; script-src *",
+        "https://a.example,https://b.example",
+        "'unsafe-inline'",
+        "https://a.example/\npath",
+        'https://a.example"',
+        "javascript:",
+    ],
+)
+def test_panel_frame_ancestors_must_be_csp_sources(sources: str) -> None:
+    with pytest.raises(ValidationError, match="sources separated by spaces"):
+        Settings(panel_frame_ancestors=sources)
+
+
+@pytest.mark.parametrize(
+    ("sources", "kept"),
+    [
+        ("'none'", "'none'"),
+        ("'self'", "'self'"),
+        ("https://chat.example.com", "https://chat.example.com"),
+        (
+            " 'self'   https://*.example.org:8443 https: ",
+            "'self' https://*.example.org:8443 https:",
+        ),
+        ("chat.example.com *", "chat.example.com *"),
+    ],
+)
+def test_panel_frame_ancestors_take_csp_sources(sources: str, kept: str) -> None:
+    assert Settings(panel_frame_ancestors=sources).panel_frame_ancestors == kept

@@ -6,14 +6,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from crmdeals import __version__
+from crmdeals import __version__, web
 from crmdeals.api.envelope import install_error_handlers
 from crmdeals.api.middleware import RequestContext
 from crmdeals.api.openapi import install_openapi
 from crmdeals.api.ratelimit import RateLimiter
-from crmdeals.api.routes import deals, health, metrics, sandbox
+from crmdeals.api.routes import deals, health, metrics, panel, sandbox
 from crmdeals.sandbox import Sandbox
 from crmdeals.settings import Settings
+from crmdeals.signing import ServerSigner
 from crmdeals.storage import Store, connect, connect_async
 
 
@@ -45,13 +46,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.store = store
     app.state.rate_limiter = rate_limiter
+    app.state.signer = ServerSigner(settings, store)
     app.include_router(deals.router)
+    app.include_router(panel.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(web.router)
     app.state.sandbox = None
     if settings.sandbox:
         app.include_router(sandbox.router)
-        api_routes = [route for route in deals.router.routes if isinstance(route, APIRoute)]
+        api_routes = [
+            route
+            for route in (*deals.router.routes, *panel.router.routes)
+            if isinstance(route, APIRoute)
+        ]
         app.state.sandbox = Sandbox(
             {
                 f"{method} {route.path_format}"

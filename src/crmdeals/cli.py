@@ -1,5 +1,5 @@
 """The ``crmdeals`` command: serve, manage accounts and keys, migrate the database; push a
-deal file to a server and pull one back (``crmdeals.transfer``)."""
+deal file to a server and pull one back (``crmdeals.transfer``); make panel links."""
 
 import os
 import sys
@@ -7,17 +7,20 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
+import anyio
 import typer
 import uvicorn
 from rich.console import Console
 from rich.table import Table
 
 from crmdeals import accounts as account_service
-from crmdeals import metrics, transfer
+from crmdeals import metrics, panel, signing, transfer
 from crmdeals.client import DealsClient, DealsError
+from crmdeals.deals.validation import is_storable_id
 from crmdeals.files import FORMATS, FileError, Format, format_of
 from crmdeals.logs import logging_config
 from crmdeals.settings import Settings, parse_rate_limit
+from crmdeals.signing import Signer
 from crmdeals.storage import Store, connect, upgrade
 
 app = typer.Typer(help="A self-hostable server for a chat platform's Deals API.")
@@ -239,3 +242,43 @@ def pull(
         except DealsError as error:
             raise _fail(str(error)) from None
     err.print(f"Pulled {count} deals.")
+
+
+@app.command("panel-link")
+def panel_link(
+    account: Annotated[str, typer.Option(help="The account's name.")],
+    user: Annotated[str, typer.Option(help="The user (sales rep) whose deals to show.")],
+    contact: Annotated[str, typer.Option(help="The contact the deals are with.")],
+    ttl: Annotated[
+        int,
+        typer.Option(
+            min=panel.MIN_TTL_SECONDS,
+            max=panel.MAX_TTL_SECONDS,
+            help="Seconds the link works.",
+        ),
+    ] = panel.DEFAULT_TTL_SECONDS,
+    base_url: Annotated[
+        str,
+        typer.Option(envvar="CRMDEALS_URL", help="The server's address as browsers reach it."),
+    ] = "http://127.0.0.1:8000",
+) -> None:
+    """Print a link to the deals panel of a user and a contact (signed, expiring)."""
+    for option, value in (("--user", user), ("--contact", contact)):
+        if not is_storable_id(value):
+            raise _fail(f"{option}: an id has 1 to 100 characters")
+    settings = Settings()
+    store = _migrated_store(settings)
+    found = store.find_account(account)
+    if found is None:
+        raise _fail(f"No account named {account!r}.")
+    signer = Signer(anyio.run(signing.server_secret, settings, store))
+    link = panel.issue_link(
+        signer,
+        base_url=base_url,
+        account_id=found.id,
+        user_id=user,
+        contact_id=contact,
+        ttl_seconds=ttl,
+    )
+    err.print(f"Valid until {link.expiresAt}.")
+    print(link.url)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
@@ -19,6 +19,12 @@ KEY_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 """An API key: 32 lowercase hex characters."""
 
 _RATE_LIMIT_PATTERN = re.compile(r"^([1-9][0-9]*)/([1-9][0-9]*)s$")
+_FRAME_ANCESTOR_PATTERN = re.compile(
+    r"^(\*|'self'|https?:|(https?://)?(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:([0-9]{1,5}|\*))?)$"
+)
+"""One source of a CSP ``frame-ancestors`` list: ``'self'``, a scheme (``https:``), a host
+with optional scheme, ``*.`` and port (``https://chat.example.com``), or ``*``."""
+MIN_SECRET_KEY_LENGTH = 32
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,17 @@ class Settings(BaseSettings):
         description="Sandbox mode for integrators: the /sandbox routes (reset, seed, "
         "faults, request log). Off: they do not exist.",
     )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="The key that signs panel links and inspector sessions (at least 32 "
+        "characters). Unset: one is generated on first use and kept in the database, so "
+        "every process shares it.",
+    )
+    panel_frame_ancestors: str = Field(
+        "'none'",
+        description="Who may show /panel in a frame: the Content-Security-Policy "
+        "frame-ancestors sources, e.g. 'https://chat.example.com'. 'none': nobody.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Lowest level of log lines written (JSON, to stderr)."
     )
@@ -87,6 +104,29 @@ class Settings(BaseSettings):
         if value is not None and not KEY_PATTERN.match(value):
             raise ValueError("an API key is 32 lowercase hex characters")
         return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(
+                f"a secret key has at least {MIN_SECRET_KEY_LENGTH} characters, e.g. "
+                "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
+
+    @field_validator("panel_frame_ancestors")
+    @classmethod
+    def _check_panel_frame_ancestors(cls, value: str) -> str:
+        sources = value.split()
+        if sources == ["'none'"]:
+            return value
+        if not sources or not all(_FRAME_ANCESTOR_PATTERN.match(source) for source in sources):
+            raise ValueError(
+                "expected 'none', or sources separated by spaces such as "
+                "'self' https://chat.example.com https://*.example.org"
+            )
+        return " ".join(sources)
 
     @field_validator("database_url")
     @classmethod

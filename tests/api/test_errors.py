@@ -92,6 +92,7 @@ def test_unexpected_failure_is_internal_error_with_a_request_id_and_no_internals
 ) -> None:
     with store.engine.begin() as connection:
         connection.execute(sa.text("DROP TABLE deal_counts"))
+        connection.execute(sa.text("DROP TABLE deal_contacts"))  # it refers to deals
         connection.execute(sa.text("DROP TABLE deals"))
     response = client.get("/v3/deals")
     body = assert_envelope(response, 500, "INTERNAL_ERROR")

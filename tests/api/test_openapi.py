@@ -14,6 +14,7 @@ ROUTES = {
     ("get", "/v3/deals/{deal_id}"): {"200", "401", "404", "429", "503"},
     ("delete", "/v3/deals/{deal_id}"): {"200", "401", "404", "429", "503"},
     ("patch", "/v3/deals/bulk_delete"): {"200", "400", "401", "413", "429", "503"},
+    ("post", "/v3/panel/links"): {"200", "400", "401", "413", "429", "503"},
     ("get", "/healthz"): {"200", "503"},
     ("get", "/metrics"): {"200"},
 }
@@ -84,3 +85,17 @@ def test_docs_page_is_served(anonymous: TestClient) -> None:
     response = anonymous.get("/docs")
     assert response.status_code == 200
     assert "/openapi.json" in response.text
+
+
+def test_the_panel_link_body_and_answer_are_documented(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    operation = document["paths"]["/v3/panel/links"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/PanelLinkRequest"}
+    request = schemas["PanelLinkRequest"]
+    assert set(request["required"]) == {"userId", "contactId"}
+    ttl = request["properties"]["ttlSeconds"]
+    assert (ttl["minimum"], ttl["maximum"], ttl["default"]) == (60, 7 * 24 * 3600, 3600)
+    answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer == {"$ref": "#/components/schemas/PanelLink"}
+    assert set(schemas["PanelLink"]["required"]) == {"url", "expiresAt"}

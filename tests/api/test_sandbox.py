@@ -43,12 +43,16 @@ FAULTABLE = [
     ("PATCH", "/v3/deals/bulk_delete", "/v3/deals/bulk_delete"),
     ("GET", "/v3/deals/{deal_id}", "/v3/deals/1"),
     ("DELETE", "/v3/deals/{deal_id}", "/v3/deals/1"),
+    ("POST", "/v3/panel/links", "/v3/panel/links"),
 ]
 """Every API operation: method, route template (as OpenAPI and the logs name it), a path."""
 
 
 def _body_for(method: str, path: str) -> Any:
-    """A valid body for an API request (deals for an upload, ids for a bulk delete)."""
+    """A valid body for an API request (deals for an upload, ids for a bulk delete, a user
+    and a contact for a panel link)."""
+    if path == "/v3/panel/links":
+        return {"userId": "u", "contactId": "c"}
     if method == "POST":
         return [make_deal("1")]
     if method == "PATCH":

@@ -11,12 +11,23 @@ from crmdeals import __version__
 from crmdeals.api.envelope import ErrorBody
 from crmdeals.deals.schemas import Deal as DealSchema
 from crmdeals.deals.schemas import DealBatch, DealIdBatch, DealsPage
+from crmdeals.panel import PanelLink, PanelLinkRequest
 
 _REF = "#/components/schemas/{name}"
 _SCHEMAS, _COMPONENTS = msgspec.json.schema_components(
-    [DealBatch, DealIdBatch, DealsPage, DealSchema, ErrorBody, list[str]], ref_template=_REF
+    [
+        DealBatch,
+        DealIdBatch,
+        DealsPage,
+        DealSchema,
+        ErrorBody,
+        list[str],
+        PanelLinkRequest,
+        PanelLink,
+    ],
+    ref_template=_REF,
 )
-_DEAL_BATCH, _ID_BATCH, DEALS_PAGE, DEAL, ERROR, ID_LIST = _SCHEMAS
+_DEAL_BATCH, _ID_BATCH, DEALS_PAGE, DEAL, ERROR, ID_LIST, PANEL_LINK_REQUEST, PANEL_LINK = _SCHEMAS
 # The bodies go to components too and are referenced from the routes: FastAPI reads an
 # `openapi_extra` schema through float-typed models, which would turn 2**63 - 1 into 9.2e18.
 _COMPONENTS |= {"DealBatch": _DEAL_BATCH, "DealIdBatch": _ID_BATCH}
@@ -38,7 +49,7 @@ def _refuse_nul(schema: Any) -> None:
             _refuse_nul(value)
 
 
-for _sent_by_clients in ("DealInput", "DealIdBatch"):
+for _sent_by_clients in ("DealInput", "DealIdBatch", "PanelLinkRequest"):
     _refuse_nul(_COMPONENTS[_sent_by_clients])
 
 _ERRORS = {

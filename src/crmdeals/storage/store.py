@@ -26,7 +26,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from crmdeals import metrics
 from crmdeals.deals.schemas import Deal, DealsPage
 from crmdeals.errors import ServiceUnavailable
-from crmdeals.storage.tables import accounts, api_keys, deal_counts, deals
+from crmdeals.storage.tables import (
+    accounts,
+    api_keys,
+    deal_contacts,
+    deal_counts,
+    deals,
+    server_secrets,
+)
 
 T = TypeVar("T")
 
@@ -108,9 +115,14 @@ class Store:
         self._adjust_count = _adjust_count_statement(dialect)
         self._delete_listed = (
             sa.delete(deals)
-            .where(deals.c.account_id == sa.bindparam("account"), _listed_id(dialect))
+            .where(deals.c.account_id == sa.bindparam("account"), _listed(deals.c.id, dialect))
             .returning(deals.c.id)
         )
+        self._unindex_listed = sa.delete(deal_contacts).where(
+            deal_contacts.c.account_id == sa.bindparam("account"),
+            _listed(deal_contacts.c.deal_id, dialect),
+        )
+        self._index_batch = _index_batch_statement()
         self._loop_connection: sa.Connection | None = None
         self._loop_connection_free = threading.Lock()
         self._writer_turn = threading.Lock()
@@ -156,6 +168,7 @@ class Store:
             connection.execute(self._take_count, {"account": account_id})
             connection.execute(self._adjust_count, count_change)
             connection.execute(self._upsert, parameters)
+            self._replace_contact_index(connection, account_id, deals, count_change, parameters)
 
         return upsert
 
@@ -180,6 +193,55 @@ class Store:
             else:
                 window = {"account": account_id, "size": size, "skip": offset}
                 rows = connection.execute(_PAGE, window).all()
+            return DealsPage(count=count, data=[_deal(row) for row in rows])
+
+        return await self._transaction(page)
+
+    async def find_deals(
+        self,
+        *,
+        account_id: int,
+        offset: int,
+        limit: int,
+        contact_id: str | None = None,
+        responsible_user_id: str | None = None,
+        closed: bool | None = None,
+        search: str | None = None,
+    ) -> DealsPage:
+        """Like ``list_deals``, for the deals that pass every filter given: those listing
+        ``contact_id`` (found through the contact index), those of ``responsible_user_id``,
+        the open or closed ones, and those whose id is ``search`` or whose name contains it
+        (ignoring case; SQLite folds only ASCII letters). ``count`` is how many pass."""
+        conditions = [deals.c.account_id == account_id]
+        if contact_id is not None:
+            conditions.append(
+                deals.c.id.in_(
+                    sa.select(deal_contacts.c.deal_id).where(
+                        deal_contacts.c.account_id == account_id,
+                        deal_contacts.c.contact_id == contact_id,
+                    )
+                )
+            )
+        if responsible_user_id is not None:
+            conditions.append(deals.c.responsible_user_id == responsible_user_id)
+        if closed is not None:
+            conditions.append(deals.c.closed.is_(closed))
+        if search is not None:
+            conditions.append(
+                sa.or_(deals.c.id == search, deals.c.name.icontains(search, autoescape=True))
+            )
+        count_query = sa.select(sa.func.count()).where(*conditions)
+        page_query = (
+            sa.select(*_DEAL_COLUMNS)
+            .where(*conditions)
+            .order_by(deals.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+
+        def page(connection: sa.Connection) -> DealsPage:
+            count = connection.scalar(count_query) or 0
+            rows = connection.execute(page_query).all() if offset < count else []
             return DealsPage(count=count, data=[_deal(row) for row in rows])
 
         return await self._transaction(page)
@@ -230,6 +292,58 @@ class Store:
         ids = deal_ids if self._dialect == "postgresql" else _encode(deal_ids).decode()
         return {"account": account_id, "ids": ids, "added": len(deal_ids) if added else 0}
 
+    def _replace_contact_index(
+        self,
+        connection: sa.Connection,
+        account_id: int,
+        batch: list[Deal],
+        listed: dict[str, Any],
+        upserted: dict[str, Any],
+    ) -> None:
+        """In an upload's transaction: the contact index rows of ``batch`` become exactly
+        its deals' contacts, whatever they were before. ``listed`` and ``upserted`` are the
+        parameters of the count and of the upsert, which name the same deals.
+
+        On SQLite both statements take the batch as JSON, as the upsert does (per deal they
+        took 0.9 ms more per upload). On PostgreSQL the old rows are deleted deal by deal,
+        each through ``ix_deal_contacts_deal`` on both of its columns: PostgreSQL plans a
+        single statement for the whole batch (``deal_id = ANY(...)``) as a scan of the
+        account's rows whenever its statistics of the table are stale, as they are while a
+        new table fills up."""
+        if self._dialect != "postgresql":
+            connection.execute(self._unindex_listed, listed)
+            connection.execute(self._index_batch, upserted)
+            return
+        connection.execute(
+            _DELETE_INDEX_ROWS, [{"account_id": account_id, "deal_id": deal.id} for deal in batch]
+        )
+        rows = [
+            {"account_id": account_id, "contact_id": contact_id, "deal_id": deal.id}
+            for deal in batch
+            for contact_id in dict.fromkeys(deal.contacts)  # a contact listed twice: once
+        ]
+        connection.execute(sa.insert(deal_contacts), rows)
+
+    async def server_secret(self, *, name: str, candidate: str) -> str:
+        """The server's secret called ``name``; the first caller stores ``candidate`` as it,
+        and every process (on every machine) reads the same value afterwards."""
+        insert = (
+            postgresql.insert(server_secrets)
+            if self.engine.dialect.name == "postgresql"
+            else sqlite.insert(server_secrets)
+        )
+        statement = insert.values(
+            name=name, value=candidate, created_at=datetime.now(UTC)
+        ).on_conflict_do_nothing(index_elements=[server_secrets.c.name])
+        query = sa.select(server_secrets.c.value).where(server_secrets.c.name == name)
+
+        def read_or_store(connection: sa.Connection) -> str:
+            connection.execute(statement)
+            value: str = connection.execute(query).scalar_one()
+            return value
+
+        return await self._transaction(read_or_store, writes=True)
+
     async def _transaction(
         self, work: Callable[[sa.Connection], T], *, writes: bool = False, short: bool = False
     ) -> T:
@@ -271,7 +385,7 @@ class Store:
         if self.async_engine is not None:
             async with self.async_engine.begin() as connection:
                 return await connection.run_sync(work)
-        if short:
+        if short and self._dialect == "sqlite":
             with suppress(_WouldWait):
                 return self._run_without_waiting(work, writes=writes)
         return await anyio.to_thread.run_sync(self.run_transaction, work, writes)
@@ -426,7 +540,7 @@ def _adjust_count_statement(dialect: str) -> sa.Update:
     already: before an upsert of N ids, ``added=N``; before deleting ids, ``added=0``."""
     present = (
         sa.select(sa.func.count())
-        .where(deals.c.account_id == sa.bindparam("account"), _listed_id(dialect))
+        .where(deals.c.account_id == sa.bindparam("account"), _listed(deals.c.id, dialect))
         .scalar_subquery()
     )
     return (
@@ -436,14 +550,31 @@ def _adjust_count_statement(dialect: str) -> sa.Update:
     )
 
 
-def _listed_id(dialect: str) -> sa.ColumnElement[bool]:
-    """``deals.id`` is one of the ``ids`` parameter: one parameter whatever their number (a
+def _listed(column: sa.Column[str], dialect: str) -> sa.ColumnElement[bool]:
+    """``column`` is one of the ``ids`` parameter: one parameter whatever their number (a
     JSON array on SQLite, an array on PostgreSQL), so the statement is compiled and
     prepared once, where ``IN (?, ?, ...)`` would be rendered anew for each execution."""
     if dialect == "postgresql":
-        return deals.c.id == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.Text)))
+        return column == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.Text)))
     listed = sa.func.json_each(sa.bindparam("ids", type_=sa.Text)).table_valued("value")
-    return deals.c.id.in_(sa.select(listed.c.value))
+    return column.in_(sa.select(listed.c.value))
+
+
+def _index_batch_statement() -> sa.Insert:
+    """SQLite: the contact index rows of an upload's deals, from the upsert's parameters
+    (the batch as one JSON array): one row per deal and contact."""
+    deal = sa.func.json_each(sa.bindparam("batch", type_=sa.Text)).table_valued("value")
+    contact = sa.func.json_each(deal.c.value, "$.contacts").table_valued("value")
+    rows = (
+        sa.select(
+            sa.bindparam("account_id", type_=sa.Integer),
+            contact.c.value,
+            sa.func.json_extract(deal.c.value, "$.id"),
+        )
+        .select_from(deal.join(contact, sa.true()))
+        .distinct()
+    )  # a contact listed twice: once
+    return sa.insert(deal_contacts).from_select(["account_id", "contact_id", "deal_id"], rows)
 
 
 def _upsert_statement(dialect: str) -> sqlite.Insert | postgresql.Insert:
@@ -496,6 +627,12 @@ def _upsert_parameters(dialect: str, account_id: int, batch: list[Deal]) -> dict
         "closed": [deal.closed for deal in batch],
     }
     return {"account_id": account_id, **columns}  # the batch as arrays, one per column
+
+
+_DELETE_INDEX_ROWS = sa.delete(deal_contacts).where(
+    deal_contacts.c.account_id == sa.bindparam("account_id"),
+    deal_contacts.c.deal_id == sa.bindparam("deal_id"),
+)
 
 
 InsertT = TypeVar("InsertT", sqlite.Insert, postgresql.Insert)

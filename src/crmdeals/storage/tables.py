@@ -63,3 +63,30 @@ deal_counts = sa.Table(
 )
 """How many deals each account holds: every write to ``deals`` adjusts it in the same
 transaction, so the list route's ``count`` does not grow with the account."""
+
+deal_contacts = sa.Table(
+    "deal_contacts",
+    metadata,
+    sa.Column("account_id", sa.Integer, nullable=False),
+    sa.Column("contact_id", sa.String(100), nullable=False),
+    sa.Column("deal_id", DealId, nullable=False),
+    sa.PrimaryKeyConstraint("account_id", "contact_id", "deal_id"),
+    sa.ForeignKeyConstraint(
+        ["account_id", "deal_id"], ["deals.account_id", "deals.id"], ondelete="CASCADE"
+    ),
+    sa.Index("ix_deal_contacts_deal", "account_id", "deal_id"),
+)
+"""The contact -> deal index: one row per contact of each deal, written in the upload's
+transaction (and deleted with the deal), so a contact's deals are found in id order
+without reading the account's other deals. ``ix_deal_contacts_deal`` finds a deal's rows,
+for the upload that replaces them and for the cascade of a delete."""
+
+server_secrets = sa.Table(
+    "server_secrets",
+    metadata,
+    sa.Column("name", sa.String(50), primary_key=True),
+    sa.Column("value", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+"""Secrets the server makes for itself (the key that signs panel links and inspector
+sessions, when ``CRMDEALS_SECRET_KEY`` is unset), shared by every process and machine."""

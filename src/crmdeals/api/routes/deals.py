@@ -1,6 +1,7 @@
 """The five routes of the contract. Each reads top to bottom: account, body, validation,
 storage, response."""
 
+from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import unquote_to_bytes
 
@@ -12,6 +13,7 @@ from crmdeals import metrics
 from crmdeals.api import openapi
 from crmdeals.api.auth import current_account
 from crmdeals.api.body import read_body
+from crmdeals.deals.schemas import MAX_ID_LENGTH
 from crmdeals.deals.validation import is_storable_id, parse_deal_batch, parse_id_batch
 from crmdeals.errors import MAX_ENTITIES, DealNotFound, InvalidRequest
 from crmdeals.storage import Store
@@ -20,6 +22,13 @@ PAGE_SIZE = 100
 _MAX_OFFSET_DIGITS = 18  # a longer offset is past the end of any account
 
 _DEAL_URL_PREFIX = b"/v3/deals/"
+_BOOLEANS = {"true": True, "false": False}
+_FILTER_ID_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_ID_LENGTH,
+    "pattern": r"^[^\x00]*$",
+}
 
 AccountId = Annotated[int, Depends(current_account)]
 _encode = msgspec.json.Encoder().encode
@@ -74,6 +83,9 @@ async def upload_deals(request: Request, account_id: AccountId) -> Response:
     "",
     summary="List deals, 100 a page, in id order",
     response_class=Response,
+    description="Without filters, every deal of the account and `count` is the account's "
+    "total. The filters (crmdeals' own, not in the platform's contract) combine: only the "
+    "deals that pass them all are listed, and `count` is how many pass.",
     openapi_extra={
         "parameters": [
             {
@@ -82,14 +94,47 @@ async def upload_deals(request: Request, account_id: AccountId) -> Response:
                 "required": False,
                 "description": "How many deals to skip.",
                 "schema": {"type": "integer", "minimum": 0, "default": 0},
-            }
+            },
+            {
+                "name": "contactId",
+                "in": "query",
+                "required": False,
+                "description": "Only the deals that list this contact.",
+                "schema": _FILTER_ID_SCHEMA,
+            },
+            {
+                "name": "responsibleUserId",
+                "in": "query",
+                "required": False,
+                "description": "Only the deals this user is responsible for.",
+                "schema": _FILTER_ID_SCHEMA,
+            },
+            {
+                "name": "closed",
+                "in": "query",
+                "required": False,
+                "description": "`true`: only closed deals; `false`: only open ones.",
+                "schema": {"type": "boolean"},
+            },
         ]
     },
     responses=openapi.responses("A page of deals.", 400, schema=openapi.DEALS_PAGE),
 )
 async def list_deals(request: Request, account_id: AccountId) -> Response:
     offset = _offset(request.query_params.getlist("offset"))
-    page = await _store(request).list_deals(account_id=account_id, offset=offset, limit=PAGE_SIZE)
+    filters = _filters(request)
+    store = _store(request)
+    if filters == ListFilters():
+        page = await store.list_deals(account_id=account_id, offset=offset, limit=PAGE_SIZE)
+    else:
+        page = await store.find_deals(
+            account_id=account_id,
+            offset=offset,
+            limit=PAGE_SIZE,
+            contact_id=filters.contact_id,
+            responsible_user_id=filters.responsible_user_id,
+            closed=filters.closed,
+        )
     return _json(page)
 
 
@@ -159,6 +204,36 @@ def _deal_id(request: Request, routed_id: str) -> str | None:
         return unquote_to_bytes(encoded_id).decode()
     except UnicodeDecodeError:
         return None
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    """The filters of ``GET /v3/deals``; ``None`` where not given."""
+
+    contact_id: str | None = None
+    responsible_user_id: str | None = None
+    closed: bool | None = None
+
+
+def _filters(request: Request) -> ListFilters:
+    """The list's filters; ``InvalidRequest`` naming each one given wrongly."""
+    problems: dict[str, str] = {}
+    ids: dict[str, str | None] = {}
+    for name in ("contactId", "responsibleUserId"):
+        values = request.query_params.getlist(name)
+        ids[name] = values[0] if values else None
+        if values and (len(values) > 1 or not is_storable_id(values[0])):
+            problems[name] = f"Expected one id of 1 to {MAX_ID_LENGTH} characters"
+    closed_values = request.query_params.getlist("closed")
+    if closed_values and (len(closed_values) > 1 or closed_values[0] not in _BOOLEANS):
+        problems["closed"] = "Expected one of `true`, `false`"
+    if problems:
+        raise InvalidRequest("The list's filters are invalid.", problems)
+    return ListFilters(
+        contact_id=ids["contactId"],
+        responsible_user_id=ids["responsibleUserId"],
+        closed=_BOOLEANS[closed_values[0]] if closed_values else None,
+    )
 
 
 def _offset(values: list[str]) -> int:

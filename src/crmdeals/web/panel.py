@@ -1,0 +1,42 @@
+"""``GET /panel?token=...``: the deals of one contact that one user is responsible for, open
+ones first, as the chat window shows them beside a conversation (from 320 px wide)."""
+
+from fastapi import APIRouter, Request, Response
+
+from crmdeals import panel
+from crmdeals.signing import ServerSigner
+from crmdeals.storage import Store
+from crmdeals.web.pages import PageRoute, render
+
+SHOWN_PER_GROUP = 100
+"""The most open (and closed) deals the panel lists; it says how many more there are."""
+
+router = APIRouter(route_class=PageRoute)
+
+
+@router.get("/panel")
+async def panel_page(request: Request) -> Response:
+    frame_ancestors: str = request.app.state.settings.panel_frame_ancestors
+    server_signer: ServerSigner = request.app.state.signer
+    grant = panel.read_grant(await server_signer.get(), request.query_params.get("token", ""))
+    if grant is None:  # expired, changed or not ours: the same page, saying nothing more
+        return render(
+            "error.html",
+            status=403,
+            frame_ancestors=frame_ancestors,
+            title="This link does not work",
+            message="It may have expired. Open the deals panel again from the chat.",
+        )
+    store: Store = request.app.state.store
+    groups = [
+        await store.find_deals(
+            account_id=grant.account,
+            offset=0,
+            limit=SHOWN_PER_GROUP,
+            contact_id=grant.contact,
+            responsible_user_id=grant.user,
+            closed=closed,
+        )
+        for closed in (False, True)
+    ]
+    return render("panel.html", frame_ancestors=frame_ancestors, open=groups[0], closed=groups[1])

@@ -1,0 +1,199 @@
+"""The deals panel in a real browser (Chromium), served by a real ``crmdeals serve``."""
+
+import base64
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page
+
+from crmdeals import panel
+from crmdeals.signing import Signer
+from tests.web.conftest import SECRET, Site, screenshot
+
+pytestmark = pytest.mark.e2e
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def deal(deal_id: str, name: str, user: str, contacts: list[str], **fields: Any) -> dict[str, Any]:
+    return {
+        "id": deal_id,
+        "responsibleUserId": user,
+        "name": name,
+        "contacts": contacts,
+        "closed": False,
+        **fields,
+    }
+
+
+def crm(deal_id: int | str) -> str:
+    return f"https://crm.example.com/deals/{deal_id}"
+
+
+@pytest.fixture(scope="module")
+def panel_deals(site: Site) -> None:
+    """rep-7's deals with contact-1 among decoys; ids of closed deals sort first, so the
+    order shows that open deals come first."""
+    site.upload(
+        "a",
+        [
+            deal("crm-101", "Acme Corp — annual renewal", "rep-7", ["contact-1"], uri=crm(101)),
+            deal(
+                "crm-102", "Acme Corp — 40 more seats", "rep-7", ["c-9", "contact-1"], uri=crm(102)
+            ),
+            deal("crm-104", "On-site onboarding workshop", "rep-7", ["contact-1"]),
+            deal("crm-090", "Acme Corp — pilot", "rep-7", ["contact-1"], closed=True, uri=crm(90)),
+            deal("crm-091", "Support package 2025", "rep-7", ["contact-1"], closed=True),
+            deal("crm-103", "Not yours", "rep-8", ["contact-1"], uri=crm(103)),
+            deal("crm-105", "Another contact's", "rep-7", ["contact-2"], uri=crm(105)),
+            deal("crm-106", XSS, "rep-7", ["contact-x"], uri=crm(106)),
+        ],
+    )
+    site.upload("b", [deal("crm-100", "Another account's", "rep-7", ["contact-1"])])
+
+
+def link(site: Site, account: str, user: str, contact: str) -> str:
+    with site.api(account) as client:
+        response = client.post("/v3/panel/links", json={"userId": user, "contactId": contact})
+    assert response.status_code == 200, response.text
+    url: str = response.json()["url"]
+    assert url.startswith(site.url + "/panel?token=")
+    return url
+
+
+def shown(page: Page) -> list[tuple[str, bool]]:
+    """The deals on the panel, in order: (name, marked closed)."""
+    return [
+        (item.locator(".deal-name").inner_text(), item.locator(".badge-closed").count() == 1)
+        for item in page.locator("li.deal").all()
+    ]
+
+
+@pytest.mark.usefixtures("panel_deals")
+def test_the_panel_shows_the_users_deals_with_the_contact_open_ones_first(
+    site: Site, page: Page, tmp_path: Path
+) -> None:
+    response = page.goto(link(site, "a", "rep-7", "contact-1"))
+    assert response is not None
+    assert response.status == 200
+    assert shown(page) == [
+        ("Acme Corp — annual renewal", False),
+        ("Acme Corp — 40 more seats", False),
+        ("On-site onboarding workshop", False),
+        ("Acme Corp — pilot", True),
+        ("Support package 2025", True),
+    ]
+    assert (page.locator(".group-closed h2").text_content() or "").startswith("Closed")
+    for deal_id, name in (("101", "annual renewal"), ("102", "40 more"), ("90", "pilot")):
+        anchor = page.locator("a.deal-name", has_text=name)
+        assert anchor.get_attribute("href") == crm(deal_id)
+        assert anchor.get_attribute("target") == "_blank"
+        assert anchor.get_attribute("rel") == "noopener noreferrer"
+    for plain in ("On-site onboarding workshop", "Support package 2025"):
+        item = page.locator("li.deal", has_text=plain)
+        assert item.locator("a").count() == 0
+        assert item.locator("span.deal-name").inner_text() == plain
+    screenshot(page, tmp_path / "panel-desktop.png")
+
+
+@pytest.mark.usefixtures("panel_deals")
+def test_another_accounts_link_shows_only_that_accounts_deals(site: Site, page: Page) -> None:
+    page.goto(link(site, "b", "rep-7", "contact-1"))
+    assert shown(page) == [("Another account's", False)]
+
+
+@pytest.mark.usefixtures("panel_deals")
+def test_a_name_that_looks_like_html_is_shown_as_text_and_runs_nothing(
+    site: Site, page: Page, dialogs: list[str]
+) -> None:
+    page.goto(link(site, "a", "rep-7", "contact-x"))
+    page.wait_for_load_state("load")
+    assert shown(page) == [(XSS, False)]
+    assert page.locator("img").count() == 0
+    assert dialogs == []
+
+
+@pytest.mark.usefixtures("panel_deals")
+def test_a_contact_without_deals_gets_a_clear_empty_state(site: Site, page: Page) -> None:
+    page.goto(link(site, "a", "rep-7", "contact-with-nothing"))
+    assert page.locator(".empty-title").inner_text() == "No deals with this contact yet"
+    assert page.locator("li.deal").count() == 0
+
+
+def _reencoded(token: str, **changes: Any) -> str:
+    """``token`` with fields of its payload changed and its signature kept."""
+    encoded, _, signature = token.partition(".")
+    payload = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    changed = base64.urlsafe_b64encode(json.dumps({**payload, **changes}).encode())
+    return f"{changed.rstrip(b'=').decode()}.{signature}"
+
+
+def _one_character_changed(token: str, position: int) -> str:
+    replacement = "B" if token[position] == "A" else "A"
+    return token[:position] + replacement + token[position + 1 :]
+
+
+@pytest.mark.usefixtures("panel_deals")
+def test_expired_changed_and_other_account_tokens_get_one_error_page(
+    site: Site, page: Page
+) -> None:
+    good = link(site, "a", "rep-7", "contact-1")
+    base, _, token = good.partition("token=")
+    expired = panel.issue_link(
+        Signer(SECRET),
+        base_url=site.url,
+        account_id=site.account_ids["a"],
+        user_id="rep-7",
+        contact_id="contact-1",
+        ttl_seconds=panel.MIN_TTL_SECONDS,
+        now=time.time() - panel.MIN_TTL_SECONDS - 1,
+    ).url
+    dot = token.index(".")
+    bad_urls = {
+        "expired": expired,
+        "another account": base + "token=" + _reencoded(token, account=site.account_ids["b"]),
+        "another user": base + "token=" + _reencoded(token, user="rep-8"),
+        "changed in the payload": base + "token=" + _one_character_changed(token, 5),
+        "changed in the signature": base + "token=" + _one_character_changed(token, dot + 7),
+        "changed at the end": base + "token=" + _one_character_changed(token, len(token) - 1),
+        "signed by another secret": panel.issue_link(
+            Signer("another-secret-" + "x" * 32),
+            base_url=site.url,
+            account_id=site.account_ids["a"],
+            user_id="rep-7",
+            contact_id="contact-1",
+            ttl_seconds=3600,
+        ).url,
+    }
+    pages = {}
+    for case, url in bad_urls.items():
+        response = page.goto(url)
+        assert response is not None
+        assert response.status == 403, case
+        assert page.locator("h1").inner_text() == "This link does not work", case
+        assert page.locator("li.deal").count() == 0, case
+        pages[case] = page.locator("body").inner_html()
+    assert len(set(pages.values())) == 1  # no detail tells one failure from another
+    page.goto(good)
+    assert len(shown(page)) == 5
+
+
+@pytest.mark.usefixtures("panel_deals")
+def test_the_panel_works_at_320_pixels(site: Site, browser: Any, tmp_path: Path) -> None:
+    context = browser.new_context(viewport={"width": 320, "height": 640}, device_scale_factor=2)
+    try:
+        narrow = context.new_page()
+        narrow.goto(link(site, "a", "rep-7", "contact-1"))
+        assert narrow.evaluate("document.documentElement.scrollWidth") <= 320
+        for item in narrow.locator("li.deal").all():
+            box = item.bounding_box()
+            assert box is not None
+            assert 0 <= box["x"] <= box["x"] + box["width"] <= 320
+        stylesheet = narrow.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert stylesheet == "rgb(255, 255, 255)"  # the stylesheet was allowed and applied
+        screenshot(narrow, tmp_path / "panel-320px.png", readme_name="panel.png")
+    finally:
+        context.close()
