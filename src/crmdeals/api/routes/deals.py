@@ -6,6 +6,7 @@ from urllib.parse import unquote_to_bytes
 
 import msgspec
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.routing import APIRoute
 from starlette.convertors import Convertor, register_url_convertor
 
 from crmdeals import metrics
@@ -39,6 +40,16 @@ class _AnyText(Convertor[str]):
 
 
 register_url_convertor("any_text", _AnyText())
+
+
+def operations() -> set[str]:
+    """Each operation of the contract as ``"METHOD /route/{template}"``, as OpenAPI names it."""
+    return {
+        f"{method} {route.path_format}"
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods or ()
+    }
 
 
 def _json(content: object) -> Response:
