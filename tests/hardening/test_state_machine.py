@@ -61,6 +61,10 @@ def stored(deal: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def plain_deal(deal_id: str) -> dict[str, Any]:
+    return {"id": deal_id, "responsibleUserId": "u", "name": "n", "contacts": ["c"], "closed": True}
+
+
 def path_of(deal_id: str | int) -> str:
     return "/v3/deals/" + quote(str(deal_id), safe="")
 
@@ -90,34 +94,12 @@ class DealsApi(RuleBasedStateMachine):
     @rule(first=st.integers(0, 400), size=st.integers(1, PAGE_SIZE))
     def upload_a_run(self, first: int, size: int) -> None:
         """Many deals at once, so that the list has several pages."""
-        batch = [
-            {
-                "id": f"run-{n:04d}",
-                "responsibleUserId": "u",
-                "name": "n",
-                "contacts": ["c"],
-                "closed": False,
-            }
-            for n in range(first, first + size)
-        ]
-        assert self.client.post("/v3/deals", json=batch).status_code == 200
-        self.model.update({deal["id"]: stored(deal) for deal in batch})
+        self.upload([plain_deal(f"run-{n:04d}") for n in range(first, first + size)])
 
     @rule(chosen=st.lists(st.sampled_from(TRICKY_IDS), min_size=2, unique=True))
     def upload_tricky_ids(self, chosen: list[str]) -> None:
         """Ids whose orders differ, side by side, so that a page shows which order is used."""
-        batch = [
-            {
-                "id": deal_id,
-                "responsibleUserId": "u",
-                "name": "n",
-                "contacts": ["c"],
-                "closed": True,
-            }
-            for deal_id in chosen
-        ]
-        assert self.client.post("/v3/deals", json=batch).status_code == 200
-        self.model.update({deal["id"]: stored(deal) for deal in batch})
+        self.upload([plain_deal(deal_id) for deal_id in chosen])
 
     @rule(deal_id=ids)
     def get(self, deal_id: str | int) -> None:
