@@ -44,29 +44,28 @@ def connect(server: ServerProcess) -> socket.socket:
 
 
 def read_answer(connection: socket.socket) -> Answer | None:
-    """The next answer on ``connection``; ``None`` when it was closed (or reset) without one."""
-    received = b""
+    """The next answer on ``connection``; ``None`` when it was closed (or reset) without one.
+    Reads byte by byte past the head, so that a second answer stays for the next call."""
     try:
-        while b"\r\n\r\n" not in received:
-            chunk = connection.recv(65536)
-            if not chunk:
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            byte = connection.recv(1)
+            if not byte:
                 return None
-            received += chunk
-        head, _, body = received.partition(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")
+            head += byte
+        status_line, *lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
         headers = {
-            name.lower(): value.strip()
+            name.strip().lower(): value.strip()
             for name, _, value in (line.partition(":") for line in lines)
         }
-        length = int(headers.get("content-length", "0"))
-        while len(body) < length:
-            chunk = connection.recv(65536)
+        body = b""
+        while len(body) < int(headers.get("content-length", "0")):
+            chunk = connection.recv(int(headers["content-length"]) - len(body))
             if not chunk:
                 break
             body += chunk
         closed = headers.get("connection") == "close"
         if closed:  # the server says so; check that it does it
-            connection.settimeout(READ_TIMEOUT)
             closed = connection.recv(1) == b""
     except ConnectionResetError:
         return None
@@ -427,6 +426,25 @@ def test_slow_loris_partial_requests_do_not_keep_others_waiting(server: ServerPr
     finally:
         for connection in heads + silent + bodies:
             connection.close()
+
+
+def test_pipelined_requests_are_answered_in_order(server: ServerProcess) -> None:
+    """Two requests in one write: the head of the second arrives with the first."""
+    auth = b"Authorization: Bearer %s\r\n" % server.key.encode()
+    body = b'[{"id": "piped", %s}]' % A_DEAL
+    upload = b"POST /v3/deals HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n%s" % (
+        auth,
+        len(body),
+        body,
+    )
+    read = b"GET /v3/deals/piped HTTP/1.1\r\nHost: x\r\n%s\r\n" % auth
+    with connect(server) as connection:
+        connection.sendall(upload + read)
+        first, second = read_answer(connection), read_answer(connection)
+    assert first is not None
+    assert second is not None
+    assert (first.status, second.status, second.json()["id"]) == (200, 200, "piped")
+    delete_all(server, ["piped"])
 
 
 def test_keep_alive_connections_are_served_request_after_request(server: ServerProcess) -> None:

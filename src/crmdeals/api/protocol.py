@@ -7,8 +7,8 @@ head larger than ``MAX_HEAD_BYTES`` or with more than ``MAX_HEADERS`` fields is 
 ``431 HEADERS_TOO_LARGE``, and a head not complete ``HEAD_TIMEOUT_SECONDS`` after the
 connection opened (or after the previous response) is answered ``408 REQUEST_TIMEOUT``. A
 request that is not HTTP/1.1 at all gets ``400 INVALID_REQUEST``. Each in the contract's
-error format, and the connection is closed. Bodies are bounded
-apart, by ``CRMDEALS_MAX_BODY_BYTES`` (``crmdeals.api.body``).
+error format, and the connection is closed. Bodies are bounded apart, by
+``CRMDEALS_MAX_BODY_BYTES`` (``crmdeals.api.body``).
 """
 
 import asyncio
@@ -144,7 +144,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self._reading_head:
+        answering = self.cycle is not None and not self.cycle.response_complete
+        if self._reading_head and not answering:  # else it starts again after the answer
             self._write_error_and_close(RequestTimeout(HEAD_TIMEOUT_SECONDS))
 
 
