@@ -46,7 +46,7 @@ def integers_as_written(value: Any) -> Any:
 
     JSON Schema counts ``2.0`` as an integer, so schemathesis sends it in positive cases; the
     contract's integer ids are integer literals and ``2.0`` is refused (the OpenAPI document
-    says so in words; ``test_raw_http`` and ``test_abuse`` check that it gets 400). A positive
+    says so in words; ``test_raw_http`` checks that it gets 400). A positive
     case therefore sends the same numbers written as integers."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
