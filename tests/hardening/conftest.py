@@ -6,10 +6,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests import services
-from tests.e2e.conftest import make_server, server
+from tests.e2e.conftest import make_server
 from tests.e2e.server import ServerProcess
 
-__all__ = ["make_server", "module_server", "server"]
+__all__ = ["make_server", "module_server"]
 
 
 @pytest.fixture(

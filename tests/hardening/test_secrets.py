@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import MakeServer
-from tests.hardening.test_tenancy import run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -74,9 +73,9 @@ def test_keys_appear_in_no_log_answer_or_metric(make_server: MakeServer) -> None
             "CRMDEALS_RATE_LIMIT": "2000/60s",
         }
     )
-    live_b = run_cli(server, "accounts", "create", "b")
-    revoked = run_cli(server, "keys", "create", "b")
-    run_cli(server, "keys", "revoke", revoked[:8])
+    live_b = server.cli("accounts", "create", "b")
+    revoked = server.cli("keys", "create", "b")
+    server.cli("keys", "revoke", revoked[:8])
     wrong = secrets.token_hex(16)
     keys = [server.key, live_b, revoked, wrong]
 
@@ -105,7 +104,7 @@ def test_keys_appear_in_no_log_answer_or_metric(make_server: MakeServer) -> None
         "stdout": server.stdout(),
         "stderr": server.stderr(),
         "answers": "\n".join(seen),
-        "keys list": run_cli(server, "keys", "list"),
+        "keys list": server.cli("keys", "list"),
     }
     assert "unhandled error" not in places["stderr"]
     # What is searched holds what it should: every request's log line, every kind of answer.

@@ -3,8 +3,6 @@ revoked key stops working at once in every process; no answer tells one account 
 about another's deals; a flood of wrong keys is limited by address without slowing others.
 """
 
-import os
-import subprocess
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +17,7 @@ from crmdeals.accounts import hash_key
 from crmdeals.storage import Store
 from tests.conftest import KEY_A, KEY_B, make_deal
 from tests.e2e.conftest import MakeServer
-from tests.e2e.server import ServerProcess, crmdeals_command
+from tests.e2e.server import ServerProcess
 
 # -- keys by hash ---------------------------------------------------------------------------
 
@@ -72,19 +70,6 @@ def test_a_key_that_is_almost_right_is_401(anonymous: TestClient, wrong: str) ->
 # -- revocation across processes ------------------------------------------------------------
 
 
-def run_cli(server: ServerProcess, *arguments: str) -> str:
-    environment = {**os.environ, "CRMDEALS_DATABASE_URL": server.database_url}
-    finished = subprocess.run(
-        [*crmdeals_command(), *arguments],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return finished.stdout.strip()
-
-
 def statuses_by_worker(server: ServerProcess, key: str, count: int) -> dict[int, Counter[int]]:
     """``count`` requests with ``key``, each on a new connection (so either worker may take
     it); each status, by the pid of the worker that answered (from its access log)."""
@@ -111,12 +96,12 @@ def statuses_by_worker(server: ServerProcess, key: str, count: int) -> dict[int,
 @pytest.mark.e2e
 def test_a_revoked_key_stops_working_at_once_in_every_worker(make_server: MakeServer) -> None:
     server = make_server(workers=2)
-    key = run_cli(server, "keys", "create", "default")
+    key = server.cli("keys", "create", "default")
     before = statuses_by_worker(server, key, 60)
     assert len(before) == 2, f"both workers should have answered: {before}"
     assert all(set(statuses) == {200} for statuses in before.values()), before
 
-    run_cli(server, "keys", "revoke", key[:8])
+    server.cli("keys", "revoke", key[:8])
 
     after = statuses_by_worker(server, key, 60)
     assert len(after) == 2, f"both workers should have answered: {after}"
@@ -213,7 +198,7 @@ def test_a_flood_of_wrong_keys_is_limited_by_address_and_slows_no_account(
     if counters == "redis":
         env["CRMDEALS_REDIS_URL"] = request.getfixturevalue("redis_url")
     server = make_server(env=env)
-    key_b = run_cli(server, "accounts", "create", "b")
+    key_b = server.cli("accounts", "create", "b")
     wrong_keys = ["f" * 32, "0" * 32, "not-a-key", ""] * 50  # 200 requests
     flood: list[int] = []
     done = threading.Event()
