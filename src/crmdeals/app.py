@@ -4,7 +4,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 
 from crmdeals import __version__, web
 from crmdeals.api.envelope import install_error_handlers
@@ -55,18 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sandbox = None
     if settings.sandbox:
         app.include_router(sandbox.router)
-        api_routes = [
-            route
-            for route in (*deals.router.routes, *panel.router.routes)
-            if isinstance(route, APIRoute)
-        ]
-        app.state.sandbox = Sandbox(
-            {
-                f"{method} {route.path_format}"
-                for route in api_routes
-                for method in route.methods or ()
-            }
-        )
+        app.state.sandbox = Sandbox(sandbox.faultable_operations())
     app.add_middleware(RequestContext)
     install_error_handlers(app)
     install_openapi(app)

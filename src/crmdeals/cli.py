@@ -79,7 +79,7 @@ def serve(
             port=settings.port if port is None else port,
             workers=workers,
             loop="uvloop",
-            http="httptools",
+            http="crmdeals.api.protocol:BoundedHttpToolsProtocol",
             access_log=False,
             log_config=logging_config(settings.log_level),
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,

@@ -14,7 +14,9 @@ with the status below. Anything else that escapes a route is a bug: the request 
      ├── DealNotFound         404 DEAL_NOT_FOUND
      ├── NotFound             404 NOT_FOUND
      ├── MethodNotAllowed     405 METHOD_NOT_ALLOWED
+     ├── RequestTimeout       408 REQUEST_TIMEOUT (the request head came too slowly)
      ├── PayloadTooLarge      413 PAYLOAD_TOO_LARGE
+     ├── HeadersTooLarge      431 HEADERS_TOO_LARGE
      ├── TooManyRequests      429 TOO_MANY_REQUESTS
      ├── InternalError        500 INTERNAL_ERROR (only the request id; details go to the log)
      └── ServiceUnavailable   503 SERVICE_UNAVAILABLE (the database is down or too busy)
@@ -100,6 +102,27 @@ class PayloadTooLarge(ApiError):
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"The body is larger than {limit} bytes.", {"limit": limit})
+
+
+class RequestTimeout(ApiError):
+    status, code = 408, "REQUEST_TIMEOUT"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"The request line and headers must arrive within {seconds:g} seconds.",
+            {"seconds": seconds},
+        )
+
+
+class HeadersTooLarge(ApiError):
+    status, code = 431, "HEADERS_TOO_LARGE"
+
+    def __init__(self, *, max_bytes: int, max_headers: int) -> None:
+        super().__init__(
+            f"The request line and headers may take at most {max_bytes} bytes "
+            f"and {max_headers} header fields.",
+            {"maxBytes": max_bytes, "maxHeaders": max_headers},
+        )
 
 
 class TooManyRequests(ApiError):

@@ -15,6 +15,9 @@ ROUTES = {
     ("delete", "/v3/deals/{deal_id}"): {"200", "401", "404", "429", "503"},
     ("patch", "/v3/deals/bulk_delete"): {"200", "400", "401", "413", "429", "503"},
     ("post", "/v3/panel/links"): {"200", "400", "401", "413", "429", "503"},
+    # The deal whose id is "bulk_delete": OpenAPI matches this concrete path before the template.
+    ("get", "/v3/deals/bulk_delete"): {"200", "401", "404", "429", "503"},
+    ("delete", "/v3/deals/bulk_delete"): {"200", "401", "404", "429", "503"},
     ("get", "/healthz"): {"200", "503"},
     ("get", "/metrics"): {"200"},
 }
@@ -99,3 +102,13 @@ def test_the_panel_link_body_and_answer_are_documented(document: dict[str, Any])
     answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
     assert answer == {"$ref": "#/components/schemas/PanelLink"}
     assert set(schemas["PanelLink"]["required"]) == {"url", "expiresAt"}
+
+
+def test_the_deal_named_bulk_delete_is_documented_and_reachable(
+    client: TestClient, document: dict[str, Any]
+) -> None:
+    assert set(document["paths"]["/v3/deals/bulk_delete"]) == {"patch", "get", "delete"}
+    assert client.post("/v3/deals", json=[make_deal("bulk_delete")]).status_code == 200
+    assert client.get("/v3/deals/bulk_delete").json()["id"] == "bulk_delete"
+    assert client.delete("/v3/deals/bulk_delete").status_code == 200
+    assert client.get("/v3/deals/bulk_delete").status_code == 404

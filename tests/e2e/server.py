@@ -160,6 +160,20 @@ class ServerProcess:
         headers.update(kwargs.pop("headers", {}))
         return httpx.Client(base_url=self.url, headers=headers, timeout=10.0, **kwargs)
 
+    def cli(self, *arguments: str) -> str:
+        """Run ``crmdeals ARGUMENTS`` on the server's database (``keys revoke ...``); its
+        stdout, stripped."""
+        environment = {**os.environ, "CRMDEALS_DATABASE_URL": self.database_url}
+        finished = subprocess.run(
+            [*crmdeals_command(), *arguments],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return finished.stdout.strip()
+
     def stdout(self) -> str:
         return self.stdout_path.read_text(encoding="utf-8", errors="replace")
 

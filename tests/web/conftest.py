@@ -60,8 +60,10 @@ class Site:
                 assert response.status_code == 200, response.text
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium for one test module: while Playwright's sync API is open, an asyncio loop
+    runs in the main thread, and a later test that runs its own (the CLI's) would fail."""
     executable = services.chromium()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)

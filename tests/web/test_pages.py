@@ -151,7 +151,8 @@ def test_a_changed_session_cookie_is_no_session(client: TestClient) -> None:
     signed_in(client)
     cookie = client.cookies["crmdeals_inspector"]
     client.cookies.clear()
-    client.cookies.set("crmdeals_inspector", cookie[:-1] + "A", path="/inspect")
+    changed = "B" if cookie.endswith("A") else "A"
+    client.cookies.set("crmdeals_inspector", cookie[:-1] + changed, path="/inspect")
     assert "Sign out" not in client.get("/inspect").text
 
 

@@ -23,10 +23,14 @@ class ErrorBody(msgspec.Struct, omit_defaults=True):
 _encode = msgspec.json.Encoder().encode
 
 
+def encode_error(error: ApiError) -> bytes:
+    """The JSON body of ``error``."""
+    return _encode(ErrorBody(error=error.code, description=error.description, data=error.data))
+
+
 def error_response(error: ApiError) -> Response:
-    body = ErrorBody(error=error.code, description=error.description, data=error.data)
     return Response(
-        _encode(body), error.status, headers=error.headers, media_type="application/json"
+        encode_error(error), error.status, headers=error.headers, media_type="application/json"
     )
 
 

@@ -12,6 +12,7 @@ from crmdeals.api.envelope import ErrorBody
 from crmdeals.deals.schemas import Deal as DealSchema
 from crmdeals.deals.schemas import DealBatch, DealIdBatch, DealsPage
 from crmdeals.panel import PanelLink, PanelLinkRequest
+from crmdeals.sandbox import Fault, LoggedRequest
 
 _REF = "#/components/schemas/{name}"
 _SCHEMAS, _COMPONENTS = msgspec.json.schema_components(
@@ -28,6 +29,11 @@ _SCHEMAS, _COMPONENTS = msgspec.json.schema_components(
     ref_template=_REF,
 )
 _DEAL_BATCH, _ID_BATCH, DEALS_PAGE, DEAL, ERROR, ID_LIST, PANEL_LINK_REQUEST, PANEL_LINK = _SCHEMAS
+_SANDBOX_SCHEMAS, _SANDBOX_COMPONENTS = msgspec.json.schema_components(
+    [Fault, list[Fault], list[LoggedRequest]], ref_template=_REF
+)
+FAULT, FAULT_LIST, LOGGED_REQUESTS = _SANDBOX_SCHEMAS
+"""The sandbox's answers, in the document only when its routes exist (sandbox mode)."""
 # The bodies go to components too and are referenced from the routes: FastAPI reads an
 # `openapi_extra` schema through float-typed models, which would turn 2**63 - 1 into 9.2e18.
 _COMPONENTS |= {"DealBatch": _DEAL_BATCH, "DealIdBatch": _ID_BATCH}
@@ -49,8 +55,28 @@ def _refuse_nul(schema: Any) -> None:
             _refuse_nul(value)
 
 
+_INTEGER_ID = (
+    "Written as a JSON integer literal, without a fraction or an exponent (`1.0` and `1e0` "
+    "are refused, as are integers beyond 64 bits); normalised to its decimal string."
+)
+
+
+def _describe_integer_ids(schema: Any) -> None:
+    """Say in every integer schema of ``schema`` how an integer id must be written: JSON
+    Schema counts ``1.0`` as an integer, the contract does not."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "integer":
+            schema.setdefault("description", _INTEGER_ID)
+        for value in schema.values():
+            _describe_integer_ids(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _describe_integer_ids(value)
+
+
 for _sent_by_clients in ("DealInput", "DealIdBatch", "PanelLinkRequest"):
     _refuse_nul(_COMPONENTS[_sent_by_clients])
+    _describe_integer_ids(_COMPONENTS[_sent_by_clients])
 
 _ERRORS = {
     400: "The body or the query is invalid (`TOO_MANY_ENTITIES`, `INVALID_DEALS_DATA`, "
@@ -119,6 +145,8 @@ def _document(app: FastAPI) -> dict[str, Any]:
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas.update(_COMPONENTS)
+    if any(path.startswith("/sandbox/") for path in document["paths"]):
+        schemas.update(_SANDBOX_COMPONENTS)
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)  # FastAPI's 422, which this API never sends
     components["securitySchemes"] = {
@@ -134,4 +162,17 @@ def _document(app: FastAPI) -> dict[str, Any]:
             operation.get("responses", {}).pop("422", None)
             if path.startswith(("/v3/", "/sandbox/")):
                 operation["security"] = [{"bearer": []}, {"basic": []}]
+    _document_the_deal_named_bulk_delete(document["paths"])
     return document
+
+
+def _document_the_deal_named_bulk_delete(paths: dict[str, Any]) -> None:
+    """``GET`` and ``DELETE /v3/deals/bulk_delete`` reach the deal whose id is
+    ``bulk_delete`` (every id is reachable). OpenAPI matches a concrete path before a
+    template, so without these operations that path would seem to take ``PATCH`` alone."""
+    one_deal, bulk_delete = paths["/v3/deals/{deal_id}"], paths["/v3/deals/bulk_delete"]
+    for method in ("get", "delete"):
+        operation = {key: value for key, value in one_deal[method].items() if key != "parameters"}
+        operation["summary"] += " (the deal whose id is `bulk_delete`)"
+        operation["operationId"] += "_named_bulk_delete"
+        bulk_delete[method] = operation

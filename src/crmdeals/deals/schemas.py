@@ -19,12 +19,16 @@ MAX_URI_LENGTH = 200
 MAX_CONTACTS = 10
 
 HTTP_URL_PATTERN = (
-    r"^[hH][tT][tT][pP][sS]?://[^\x00-\x20\x7f/?#]+([/?#][^\x00-\x20\x7f]*)?(?![\s\S])"
+    r'^[hH][tT][tT][pP][sS]?://[^\x00-\x20\x7f/?#\\"<>`]+'
+    r'([/?#][^\x00-\x20\x7f\\"<>`]*)?(?![\s\S])'
 )
 r"""An absolute http(s) URL with a host and no spaces or control characters: nothing a
-browser could run as script. It ends in ``(?![\s\S])`` (the end of the string) rather than
-``$``, which in Python also matches before a final newline; both Python and JSON Schema's
-ECMAScript regexes read it the same way."""
+browser could run as script. Nor the characters no URL may hold unencoded that end an HTML
+attribute or tag (``"``, ``<``, ``>``, a backtick) or that browsers read as ``/`` (``\``),
+so a page that forgets to escape it still cannot be broken out of or sent elsewhere.
+It ends in ``(?![\s\S])`` (the end of the string) rather than ``$``, which in Python also
+matches before a final newline; both Python and JSON Schema's ECMAScript regexes read it the
+same way."""
 
 IdText = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 IdInteger = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]

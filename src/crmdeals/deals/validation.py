@@ -123,7 +123,7 @@ def _array_of_entities(text: str) -> list[msgspec.Raw]:
     except msgspec.ValidationError as exc:
         raise InvalidRequest("The body must be a JSON array.", {"body": str(exc)}) from None
     except _NOT_JSON as exc:
-        raise InvalidJson(f"The body is not valid JSON: {_reason(exc)}.") from None
+        raise InvalidJson(f"The body is not valid JSON: {_reason(exc, text)}.") from None
     if len(items) > MAX_ENTITIES:
         raise TooManyEntities(len(items))
     return items
@@ -193,7 +193,9 @@ def _text(value: str | int) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: Exception, text: str) -> str:
     if isinstance(exc, RecursionError):
         return "it is nested too deeply"
+    if text.startswith("\ufeff"):
+        return "it starts with a byte-order mark (U+FEFF); send UTF-8 without one"
     return str(exc).removeprefix("JSON is malformed: ")

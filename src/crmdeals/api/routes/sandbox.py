@@ -5,10 +5,12 @@ from typing import Annotated, Any
 
 import msgspec
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.routing import APIRoute
 
 from crmdeals.api import openapi
 from crmdeals.api.auth import current_account
 from crmdeals.api.body import read_body
+from crmdeals.api.routes import deals, panel
 from crmdeals.errors import MAX_ENTITIES, InvalidJson, InvalidRequest
 from crmdeals.sandbox import (
     FAULT_CODES,
@@ -23,6 +25,20 @@ from crmdeals.storage import Store
 
 AccountId = Annotated[int, Depends(current_account)]
 router = APIRouter(prefix="/sandbox", tags=["sandbox"])
+
+
+def faultable_operations() -> set[str]:
+    """Each operation a fault can name: the contract's routes and panel links, as
+    ``"METHOD /route/{template}"`` (OpenAPI's names for them)."""
+    return {
+        f"{method} {route.path_format}"
+        for api_router in (deals.router, panel.router)
+        for route in api_router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods or ()
+    }
+
+
 _encode = msgspec.json.Encoder().encode
 
 
@@ -48,6 +64,7 @@ async def _body(request: Request, type_: type[Any]) -> Any:
 @router.post(
     "/reset",
     summary="Forget the account's deals, armed faults and request log",
+    response_class=Response,
     responses=openapi.responses("Reset; empty body."),
 )
 async def reset(request: Request, account_id: AccountId) -> Response:
@@ -60,7 +77,17 @@ async def reset(request: Request, account_id: AccountId) -> Response:
 @router.post(
     "/seed",
     summary=f"Add up to {MAX_SEED} made-up deals, the same ones for the same seed",
-    responses=openapi.responses('Seeded: `{"count": N}`.', 400, 413),
+    response_class=Response,
+    responses=openapi.responses(
+        'Seeded: `{"count": N}`.',
+        400,
+        413,
+        schema={
+            "type": "object",
+            "properties": {"count": {"type": "integer"}},
+            "required": ["count"],
+        },
+    ),
     openapi_extra=openapi.json_body(
         {
             "type": "object",
@@ -69,6 +96,7 @@ async def reset(request: Request, account_id: AccountId) -> Response:
                 "seed": {"type": "integer", "minimum": 0},
             },
             "required": ["count"],
+            "additionalProperties": False,
         },
         "How many deals, and the seed that picks them (0 by default).",
     ),
@@ -89,18 +117,26 @@ async def seed(request: Request, account_id: AccountId) -> Response:
 @router.post(
     "/faults",
     summary="Arm a fault for the account's next matching requests",
-    responses=openapi.responses("The armed fault, with its id.", 400, 413),
+    response_class=Response,
+    responses=openapi.responses("The armed fault, with its id.", 400, 413, schema=openapi.FAULT),
     openapi_extra=openapi.json_body(
         {
             "type": "object",
             "properties": {
-                "route": {"type": "string", "description": "`POST /v3/deals`; any by default"},
-                "status": {"type": "integer", "enum": sorted(FAULT_CODES)},
-                "retryAfter": {"type": "integer", "minimum": 0},
-                "delayMs": {"type": "integer", "minimum": 0, "maximum": 60000},
+                "route": {
+                    "enum": [*sorted(faultable_operations()), None],
+                    "description": "`POST /v3/deals`; any by default",
+                },
+                "status": {"type": ["integer", "null"], "enum": [*sorted(FAULT_CODES), None]},
+                "retryAfter": {"type": ["integer", "null"], "minimum": 0},
+                "delayMs": {"type": ["integer", "null"], "minimum": 0, "maximum": 60000},
                 "times": {"type": "integer", "minimum": 1, "default": 1},
             },
             "additionalProperties": False,
+            "anyOf": [
+                {"required": ["status"], "properties": {"status": {"type": "integer"}}},
+                {"required": ["delayMs"], "properties": {"delayMs": {"type": "integer"}}},
+            ],
         },
         "The next `times` matching requests answer `status` (storing nothing), after "
         "`delayMs` if given; `status` or `delayMs` or both.",
@@ -118,7 +154,10 @@ async def arm_fault(request: Request, account_id: AccountId) -> Response:
 @router.get(
     "/faults",
     summary="The account's armed faults",
-    responses=openapi.responses("The armed faults, with the requests each will still hit."),
+    response_class=Response,
+    responses=openapi.responses(
+        "The armed faults, with the requests each will still hit.", schema=openapi.FAULT_LIST
+    ),
 )
 async def list_faults(request: Request, account_id: AccountId) -> Response:
     return _json(_sandbox(request).faults(account_id))
@@ -127,6 +166,7 @@ async def list_faults(request: Request, account_id: AccountId) -> Response:
 @router.delete(
     "/faults",
     summary="Disarm the account's faults",
+    response_class=Response,
     responses=openapi.responses("Disarmed; empty body."),
 )
 async def clear_faults(request: Request, account_id: AccountId) -> Response:
@@ -137,7 +177,10 @@ async def clear_faults(request: Request, account_id: AccountId) -> Response:
 @router.get(
     "/requests",
     summary="The account's latest requests, newest first",
-    responses=openapi.responses("Up to `limit` requests (100 by default).", 400),
+    response_class=Response,
+    responses=openapi.responses(
+        "Up to `limit` requests (100 by default).", 400, schema=openapi.LOGGED_REQUESTS
+    ),
     openapi_extra={
         "parameters": [
             {
