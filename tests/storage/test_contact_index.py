@@ -13,7 +13,7 @@ from alembic.config import Config
 from crmdeals.deals.schemas import Deal
 from crmdeals.storage import Store, connect, upgrade
 from crmdeals.storage.engine import MIGRATIONS
-from crmdeals.storage.store import _DELETE_INDEX_ROWS
+from crmdeals.storage.store import _contact_index_statements
 from crmdeals.storage.tables import deal_contacts, deals
 from tests import services
 
@@ -160,9 +160,16 @@ def test_replacing_a_deals_index_rows_does_not_read_the_account(empty_database: 
                 [{"account_id": 1, "contact_id": "c", "deal_id": f"d{n}"} for n in range(3000)],
             )
         explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
-        statement = sa.text(explain + str(_DELETE_INDEX_ROWS))  # as :named parameters
+        unindex = _contact_index_statements(engine.dialect.name)[0].compile(dialect=engine.dialect)
+        parameters: dict[str, object] = (
+            {"account_id": 1, "batch": '[{"id": "d5", "contacts": ["c"]}]'}
+            if engine.dialect.name == "sqlite"
+            else {"account_id": 1, "deal_id": "d5", "contacts": ["c"]}
+        )
+        values = unindex.construct_params(parameters)
+        arguments = tuple(values[name] for name in unindex.positiontup or ()) or values
         with engine.connect() as connection:
-            rows = connection.execute(statement, {"account_id": 1, "deal_id": "d5"}).all()
+            rows = connection.exec_driver_sql(explain + unindex.string, arguments).all()
         plan = " ".join(str(row[-1]) for row in rows)
         if engine.dialect.name == "sqlite":
             assert "ix_deal_contacts_deal (account_id=? AND deal_id=?)" in plan, plan
