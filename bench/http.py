@@ -93,8 +93,8 @@ def wrk(url: str, script: str | None, key: str, seconds: int, seeded: int = SEED
         raise SystemExit(f"{script or url}: some requests failed, the figures would lie:\n{output}")
     return Load(
         float(_match(r"Requests/sec:\s+([\d.]+)", output)),
-        _milliseconds(_match(r"^\s+50%\s+(\S+)$", output)),
-        _milliseconds(_match(r"^\s+99%\s+(\S+)$", output)),
+        _milliseconds(_match(r"^\s+50%\s+(\S+)\s*$", output)),
+        _milliseconds(_match(r"^\s+99%\s+(\S+)\s*$", output)),
     )
 
 
