@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 
 from crmdeals import __version__, web
@@ -31,6 +32,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # No more worker threads than database connections: more would only wait for one,
+        # each with memory of its own (BENCHMARKS.md, peak RSS).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = pool_size
         yield
         if rate_limiter is not None:
             await rate_limiter.close()
