@@ -42,41 +42,31 @@ ID_BATCH = {"$ref": _REF.format(name="DealIdBatch")}
 _NO_NUL = r"^[^\x00]*$"
 
 
-def _refuse_nul(schema: Any) -> None:
-    """Say in every string schema of ``schema`` that U+0000 is refused (the server checks it
-    apart from the types, which would otherwise run a pattern over every string)."""
-    if isinstance(schema, dict):
-        if schema.get("type") == "string":
-            schema.setdefault("pattern", _NO_NUL)
-        for value in schema.values():
-            _refuse_nul(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            _refuse_nul(value)
-
-
 _INTEGER_ID = (
     "Written as a JSON integer literal, without a fraction or an exponent (`1.0` and `1e0` "
     "are refused, as are integers beyond 64 bits); normalised to its decimal string."
 )
+_CLIENT_RULES = {"string": ("pattern", _NO_NUL), "integer": ("description", _INTEGER_ID)}
+"""What the types of a body cannot say, by JSON Schema type: strings refuse U+0000 (the
+server checks it apart from the types, which would otherwise run a pattern over every
+string); integer ids must be written as integers (JSON Schema counts ``1.0`` as one)."""
 
 
-def _describe_integer_ids(schema: Any) -> None:
-    """Say in every integer schema of ``schema`` how an integer id must be written: JSON
-    Schema counts ``1.0`` as an integer, the contract does not."""
+def _add_client_rules(schema: Any) -> None:
+    """Add ``_CLIENT_RULES`` to every string and integer schema within ``schema``."""
     if isinstance(schema, dict):
-        if schema.get("type") == "integer":
-            schema.setdefault("description", _INTEGER_ID)
+        rule = _CLIENT_RULES.get(str(schema.get("type")))
+        if rule is not None:
+            schema.setdefault(*rule)
         for value in schema.values():
-            _describe_integer_ids(value)
+            _add_client_rules(value)
     elif isinstance(schema, list):
         for value in schema:
-            _describe_integer_ids(value)
+            _add_client_rules(value)
 
 
 for _sent_by_clients in ("DealInput", "DealIdBatch", "PanelLinkRequest"):
-    _refuse_nul(_COMPONENTS[_sent_by_clients])
-    _describe_integer_ids(_COMPONENTS[_sent_by_clients])
+    _add_client_rules(_COMPONENTS[_sent_by_clients])
 
 _ERRORS = {
     400: "The body or the query is invalid (`TOO_MANY_ENTITIES`, `INVALID_DEALS_DATA`, "
