@@ -26,7 +26,7 @@ test: lint wrk  ## lint, types, and the whole test suite (it runs `make bench` o
 test-fast: $(STAMP)  ## the test suite without the end-to-end tests that start servers
 	$(BIN)/pytest -m "not e2e"
 
-bench: $(STAMP) wrk  ## the HTTP benchmark (bench/http.py), about 15 minutes
+bench: $(STAMP) wrk  ## the HTTP benchmark (bench/http.py), about 20 minutes
 	$(BIN)/python -m bench.http
 
 wrk:  ## Debian's wrk, the benchmark's load generator, when it is missing
