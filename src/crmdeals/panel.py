@@ -15,6 +15,7 @@ import msgspec
 from msgspec import Meta
 
 from crmdeals.deals.schemas import IdInput
+from crmdeals.deals.validation import field_problems
 from crmdeals.errors import InvalidJson, InvalidRequest
 from crmdeals.signing import Signer
 
@@ -67,20 +68,7 @@ def parse_link_request(body: bytes) -> tuple[str, str, int]:
         raise InvalidRequest("The body must be a JSON object.", {"body": str(exc)}) from None
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         raise InvalidJson("The body is not valid JSON.") from None
-    problems = {}
-    for field in _REQUEST_FIELDS:
-        raw = fields.get(field.name)
-        if raw is None:
-            if field.required:
-                problems[field.name] = "Required field is missing"
-            continue
-        try:
-            value = msgspec.json.decode(raw, type=field.type)
-        except msgspec.ValidationError as exc:
-            problems[field.name] = str(exc).replace("`$", f"`{field.name}")
-            continue
-        if isinstance(value, str) and "\x00" in value:
-            problems[field.name] = "Strings must not contain U+0000"
+    problems = field_problems(fields, _REQUEST_FIELDS)
     if problems:
         raise InvalidRequest("The panel link request is invalid.", problems)
     request = msgspec.json.decode(body, type=PanelLinkRequest)  # every field is valid

@@ -135,8 +135,16 @@ def _deal_problems(item: msgspec.Raw) -> dict[str, str]:
         fields = _object_decoder.decode(item)
     except msgspec.ValidationError as exc:
         return {"item": str(exc)}
+    return field_problems(fields, _DEAL_FIELDS)
+
+
+def field_problems(
+    fields: dict[str, msgspec.Raw], expected: tuple[msgspec.structs.FieldInfo, ...]
+) -> dict[str, str]:
+    """Each missing or invalid field of a JSON object (its fields still undecoded) against
+    the ``expected`` fields of a struct, with the reason; U+0000 is refused in strings."""
     problems = {}
-    for field in _DEAL_FIELDS:
+    for field in expected:
         value = fields.get(field.encode_name)
         if value is None:
             if field.required:

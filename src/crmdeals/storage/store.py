@@ -207,7 +207,10 @@ class Store:
         """Like ``list_deals``, for the deals that pass every filter given: those listing
         ``contact_id`` (found through the contact index), those of ``responsible_user_id``,
         the open or closed ones, and those whose id is ``search`` or whose name contains it
-        (ignoring case; SQLite folds only ASCII letters). ``count`` is how many pass."""
+        (ignoring case; SQLite folds only ASCII letters). ``count`` is how many pass. With
+        no filter at all, it is ``list_deals`` (whose count is kept, not counted)."""
+        if (contact_id, responsible_user_id, closed, search) == (None, None, None, None):
+            return await self.list_deals(account_id=account_id, offset=offset, limit=limit)
         conditions = [deals.c.account_id == account_id]
         if contact_id is not None:
             conditions.append(

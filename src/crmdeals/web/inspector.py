@@ -76,19 +76,15 @@ async def deals_table(request: Request) -> Response:
     store = _store(request)
     page = None
     if not problems:
-        offset = (query.page - 1) * PAGE_SIZE
-        if query == TableQuery(page=query.page):
-            page = await store.list_deals(account_id=account_id, offset=offset, limit=PAGE_SIZE)
-        else:
-            page = await store.find_deals(
-                account_id=account_id,
-                offset=offset,
-                limit=PAGE_SIZE,
-                contact_id=query.contact or None,
-                responsible_user_id=query.user or None,
-                closed=_STATUSES[query.status],
-                search=query.search or None,
-            )
+        page = await store.find_deals(
+            account_id=account_id,
+            offset=(query.page - 1) * PAGE_SIZE,
+            limit=PAGE_SIZE,
+            contact_id=query.contact or None,
+            responsible_user_id=query.user or None,
+            closed=_STATUSES[query.status],
+            search=query.search or None,
+        )
     status = 400 if problems else 200
     return render(
         "inspect_deals.html",

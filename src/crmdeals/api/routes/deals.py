@@ -123,18 +123,14 @@ async def upload_deals(request: Request, account_id: AccountId) -> Response:
 async def list_deals(request: Request, account_id: AccountId) -> Response:
     offset = _offset(request.query_params.getlist("offset"))
     filters = _filters(request)
-    store = _store(request)
-    if filters == ListFilters():
-        page = await store.list_deals(account_id=account_id, offset=offset, limit=PAGE_SIZE)
-    else:
-        page = await store.find_deals(
-            account_id=account_id,
-            offset=offset,
-            limit=PAGE_SIZE,
-            contact_id=filters.contact_id,
-            responsible_user_id=filters.responsible_user_id,
-            closed=filters.closed,
-        )
+    page = await _store(request).find_deals(
+        account_id=account_id,
+        offset=offset,
+        limit=PAGE_SIZE,
+        contact_id=filters.contact_id,
+        responsible_user_id=filters.responsible_user_id,
+        closed=filters.closed,
+    )
     return _json(page)
 
 
