@@ -18,8 +18,9 @@ from crmdeals import metrics, panel, signing, transfer
 from crmdeals.client import DealsClient, DealsError
 from crmdeals.deals.validation import is_storable_id
 from crmdeals.files import FORMATS, FileError, Format, format_of
+from crmdeals.limits import parse_rate_limit
 from crmdeals.logs import logging_config
-from crmdeals.settings import Settings, parse_rate_limit
+from crmdeals.settings import Settings
 from crmdeals.signing import Signer
 from crmdeals.storage import Store, connect, upgrade
 

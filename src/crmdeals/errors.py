@@ -24,8 +24,7 @@ with the status below. Anything else that escapes a route is a bug: the request 
 
 from typing import Any
 
-MAX_ENTITIES = 100
-"""The most deals one upload or one bulk delete may carry."""
+from crmdeals.limits import MAX_ENTITIES
 
 
 class ApiError(Exception):

@@ -4,7 +4,6 @@ Unsafe or malformed values are refused at start-up, not at the first request.
 """
 
 import re
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Annotated, Literal
 
@@ -13,26 +12,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
+from crmdeals.limits import RateLimit, parse_rate_limit
 from crmdeals.storage.engine import DEFAULT_POOL_SIZE, DEFAULT_TIMEOUT
 
 KEY_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 """An API key: 32 lowercase hex characters."""
 
-_RATE_LIMIT_PATTERN = re.compile(r"^([1-9][0-9]*)/([1-9][0-9]*)s$")
 _FRAME_ANCESTOR_PATTERN = re.compile(
     r"^(\*|'self'|https?:|(https?://)?(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:([0-9]{1,5}|\*))?)$"
 )
 """One source of a CSP ``frame-ancestors`` list: ``'self'``, a scheme (``https:``), a host
 with optional scheme, ``*.`` and port (``https://chat.example.com``), or ``*``."""
 MIN_SECRET_KEY_LENGTH = 32
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """At most ``requests`` in every fixed window of ``window_seconds``."""
-
-    requests: int
-    window_seconds: int
 
 
 class Settings(BaseSettings):
@@ -161,13 +152,3 @@ class Settings(BaseSettings):
     def parsed_rate_limit(self) -> RateLimit | None:
         """The rate limit, or ``None`` when it is switched off."""
         return parse_rate_limit(self.rate_limit)
-
-
-def parse_rate_limit(text: str) -> RateLimit | None:
-    """``'500/5s'`` as a ``RateLimit``; ``'off'`` as ``None``."""
-    if text == "off":
-        return None
-    match = _RATE_LIMIT_PATTERN.match(text)
-    if match is None:
-        raise ValueError("expected 'REQUESTS/SECONDSs' such as '500/5s', or 'off'")
-    return RateLimit(int(match[1]), int(match[2]))

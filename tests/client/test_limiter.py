@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from crmdeals.client.ratelimit import SlidingWindowLimiter
-from crmdeals.settings import RateLimit
+from crmdeals.limits import RateLimit
 
 pytestmark = pytest.mark.anyio
 

@@ -19,7 +19,7 @@ from limits.storage import storage_from_string
 
 from crmdeals import metrics
 from crmdeals.errors import TooManyRequests
-from crmdeals.settings import RateLimit
+from crmdeals.limits import RateLimit
 
 REDIS_TIMEOUT_SECONDS = 0.5
 """The longest a request waits for Redis before it is let through unchecked."""

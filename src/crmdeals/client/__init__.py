@@ -10,10 +10,9 @@ with DealsClient("http://127.0.0.1:8000", key) as client:
 
 from crmdeals.client.async_client import AsyncDealsClient, ClientStats, DealLike
 from crmdeals.client.errors import DealsApiError, DealsConnectionError, DealsError, InvalidDeal
-from crmdeals.client.ratelimit import DEFAULT_RATE_LIMIT
 from crmdeals.client.sync_client import DealsClient
 from crmdeals.deals.schemas import Deal, DealsPage
-from crmdeals.settings import RateLimit
+from crmdeals.limits import DEFAULT_RATE_LIMIT, RateLimit
 
 __all__ = [
     "DEFAULT_RATE_LIMIT",

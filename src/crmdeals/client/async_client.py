@@ -14,11 +14,10 @@ import httpx
 import msgspec
 
 from crmdeals.client.errors import DealsApiError, DealsConnectionError, InvalidDeal
-from crmdeals.client.ratelimit import DEFAULT_RATE_LIMIT, SlidingWindowLimiter
+from crmdeals.client.ratelimit import SlidingWindowLimiter
 from crmdeals.deals.schemas import Deal, DealsPage
 from crmdeals.deals.validation import check_deal
-from crmdeals.errors import MAX_ENTITIES
-from crmdeals.settings import RateLimit
+from crmdeals.limits import DEFAULT_RATE_LIMIT, MAX_ENTITIES, RateLimit
 
 DealLike = Deal | Mapping[str, Any]
 """A deal to upload: a ``Deal``, or a mapping in the contract's shape (``id``,

@@ -5,10 +5,7 @@ from collections import deque
 
 import anyio
 
-from crmdeals.settings import RateLimit
-
-DEFAULT_RATE_LIMIT = RateLimit(requests=500, window_seconds=5)
-"""The platform's limit: 500 requests per 5 seconds per account."""
+from crmdeals.limits import RateLimit
 
 SAFETY_MARGIN_SECONDS = 0.2
 """Added to the window: a request reaches the server's counter a little after it is sent,

@@ -12,9 +12,8 @@ from typing import Self
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from crmdeals.client.async_client import AsyncDealsClient, ClientStats, DealLike
-from crmdeals.client.ratelimit import DEFAULT_RATE_LIMIT
 from crmdeals.deals.schemas import Deal, DealsPage
-from crmdeals.settings import RateLimit
+from crmdeals.limits import DEFAULT_RATE_LIMIT, RateLimit
 
 
 class DealsClient:

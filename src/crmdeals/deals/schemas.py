@@ -11,12 +11,13 @@ from typing import Annotated
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from crmdeals.errors import MAX_ENTITIES
-
-MAX_ID_LENGTH = 100
-MAX_NAME_LENGTH = 200
-MAX_URI_LENGTH = 200
-MAX_CONTACTS = 10
+from crmdeals.limits import (
+    MAX_CONTACTS,
+    MAX_ENTITIES,
+    MAX_ID_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_URI_LENGTH,
+)
 
 HTTP_URL_PATTERN = (
     r'^[hH][tT][tT][pP][sS]?://[^\x00-\x20\x7f/?#\\"<>`]+'

@@ -14,7 +14,6 @@ import msgspec
 from msgspec import UNSET
 
 from crmdeals.deals.schemas import (
-    MAX_ID_LENGTH,
     Deal,
     DealBatch,
     DealIdBatch,
@@ -22,12 +21,12 @@ from crmdeals.deals.schemas import (
     IdInput,
 )
 from crmdeals.errors import (
-    MAX_ENTITIES,
     InvalidDealsData,
     InvalidJson,
     InvalidRequest,
     TooManyEntities,
 )
+from crmdeals.limits import MAX_ENTITIES, MAX_ID_LENGTH
 
 _NUL_ESCAPE = "\\u0000"
 """JSON cannot carry a raw NUL in a string, so a body without this escape holds no U+0000."""

@@ -20,13 +20,12 @@ from fastapi.responses import RedirectResponse
 from crmdeals.accounts import hash_key
 from crmdeals.api.body import read_body
 from crmdeals.api.ratelimit import RateLimiter
-from crmdeals.deals.schemas import MAX_NAME_LENGTH
 from crmdeals.deals.validation import is_storable_id
+from crmdeals.limits import MAX_NAME_LENGTH, PAGE_SIZE
 from crmdeals.signing import ServerSigner
 from crmdeals.storage import Store
 from crmdeals.web.pages import PageRoute, render
 
-PAGE_SIZE = 100
 SESSION_COOKIE = "crmdeals_inspector"
 SESSION_SECONDS = 8 * 3600
 PURPOSE = "inspector-session"

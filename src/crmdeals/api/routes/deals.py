@@ -13,12 +13,11 @@ from crmdeals import metrics
 from crmdeals.api import openapi
 from crmdeals.api.auth import current_account
 from crmdeals.api.body import read_body
-from crmdeals.deals.schemas import MAX_ID_LENGTH
 from crmdeals.deals.validation import is_storable_id, parse_deal_batch, parse_id_batch
-from crmdeals.errors import MAX_ENTITIES, DealNotFound, InvalidRequest
+from crmdeals.errors import DealNotFound, InvalidRequest
+from crmdeals.limits import MAX_ENTITIES, MAX_ID_LENGTH, PAGE_SIZE
 from crmdeals.storage import Store
 
-PAGE_SIZE = 100
 _MAX_OFFSET_DIGITS = 18  # a longer offset is past the end of any account
 
 _DEAL_URL_PREFIX = b"/v3/deals/"

@@ -11,7 +11,8 @@ from crmdeals.api import openapi
 from crmdeals.api.auth import current_account
 from crmdeals.api.body import read_body
 from crmdeals.api.routes import deals, panel
-from crmdeals.errors import MAX_ENTITIES, InvalidJson, InvalidRequest
+from crmdeals.errors import InvalidJson, InvalidRequest
+from crmdeals.limits import MAX_ENTITIES
 from crmdeals.sandbox import (
     FAULT_CODES,
     MAX_SEED,
