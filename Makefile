@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-fast lint format bench wrk clean
+.PHONY: serve test test-fast lint format bench tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,18 +20,21 @@ lint: $(STAMP)  ## ruff, ruff format --check, mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint wrk  ## lint, types, and the whole test suite (it runs `make bench` once, tiny)
+test: lint tools  ## lint, types, the whole test suite (the installed wheel and a tiny `make bench` too)
 	$(BIN)/pytest
 
 test-fast: $(STAMP)  ## the test suite without the end-to-end tests that start servers
 	$(BIN)/pytest -m "not e2e"
 
-bench: $(STAMP) wrk  ## the HTTP benchmark (bench/http.py), about 20 minutes
+bench: $(STAMP) tools  ## the HTTP benchmark (bench/http.py), about 20 minutes
 	$(BIN)/python -m bench.http
 
-wrk:  ## Debian's wrk, the benchmark's load generator, when it is missing
-	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || \
-		echo "wrk could not be installed: the benchmark's test will not run"
+tools:  ## Debian's wrk (the benchmark's load) and pgbouncer (its tests), when missing
+	@for tool in wrk pgbouncer; do \
+		command -v $$tool >/dev/null || PATH="$$PATH:/usr/sbin" command -v $$tool >/dev/null || \
+		apt-get install -y -q $$tool >/dev/null || \
+		echo "$$tool could not be installed: the tests that need it will not run"; \
+	done
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
