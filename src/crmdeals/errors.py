@@ -8,10 +8,17 @@ with the status below. Anything else that escapes a route is a bug: the request 
     ApiError
      ├── TooManyEntities      400 TOO_MANY_ENTITIES
      ├── InvalidDealsData     400 INVALID_DEALS_DATA
+     ├── InvalidUsersData     400 INVALID_USERS_DATA
+     ├── InvalidContactsData  400 INVALID_CONTACTS_DATA
+     ├── InvalidPipelinesData 400 INVALID_PIPELINES_DATA
+     ├── DuplicatePhoneNumber 400 DUPLICATE_PHONE_NUMBER (in the account the upload would leave)
+     ├── UserLimitExceeded    400 USER_LIMIT_EXCEEDED
      ├── InvalidJson          400 INVALID_JSON
      ├── InvalidRequest       400 INVALID_REQUEST
      ├── Unauthorized         401 UNAUTHORIZED
      ├── DealNotFound         404 DEAL_NOT_FOUND
+     ├── UserNotFound         404 USER_NOT_FOUND
+     ├── ContactNotFound      404 CONTACT_NOT_FOUND
      ├── NotFound             404 NOT_FOUND
      ├── MethodNotAllowed     405 METHOD_NOT_ALLOWED
      ├── RequestTimeout       408 REQUEST_TIMEOUT (the request head came too slowly)
@@ -60,6 +67,41 @@ class InvalidDealsData(ApiError):
     status, code = 400, "INVALID_DEALS_DATA"
 
 
+class InvalidUsersData(ApiError):
+    status, code = 400, "INVALID_USERS_DATA"
+
+
+class InvalidContactsData(ApiError):
+    status, code = 400, "INVALID_CONTACTS_DATA"
+
+
+class InvalidPipelinesData(ApiError):
+    status, code = 400, "INVALID_PIPELINES_DATA"
+
+
+class DuplicatePhoneNumber(ApiError):
+    """Users of one account would share a phone. ``conflicts``: per uploaded user that would,
+    ``{"index", "phone", "userId"}``, ``userId`` being the phone's other holder."""
+
+    status, code = 400, "DUPLICATE_PHONE_NUMBER"
+
+    def __init__(self, conflicts: list[dict[str, Any]]) -> None:
+        super().__init__(
+            f"{len(conflicts)} uploaded users would share a phone; nothing was written.",
+            conflicts,
+        )
+
+
+class UserLimitExceeded(ApiError):
+    status, code = 400, "USER_LIMIT_EXCEEDED"
+
+    def __init__(self, *, limit: int, count: int) -> None:
+        super().__init__(
+            f"An account may have at most {limit} users; the upload would leave {count}.",
+            {"limit": limit, "count": count},
+        )
+
+
 class InvalidJson(ApiError):
     status, code = 400, "INVALID_JSON"
 
@@ -86,6 +128,20 @@ class DealNotFound(ApiError):
 
     def __init__(self, deal_id: str) -> None:
         super().__init__("No deal with this id in the account.", {"id": deal_id})
+
+
+class UserNotFound(ApiError):
+    status, code = 404, "USER_NOT_FOUND"
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__("No user with this id in the account.", {"id": user_id})
+
+
+class ContactNotFound(ApiError):
+    status, code = 404, "CONTACT_NOT_FOUND"
+
+    def __init__(self, contact_id: str) -> None:
+        super().__init__("No contact with this id in the account.", {"id": contact_id})
 
 
 class NotFound(ApiError):

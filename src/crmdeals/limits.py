@@ -15,6 +15,19 @@ MAX_ID_LENGTH = 100
 MAX_NAME_LENGTH = 200
 MAX_URI_LENGTH = 200
 MAX_CONTACTS = 10
+"""Contact ids per deal."""
+MAX_USER_ID_LENGTH = 200
+"""A user's id may be twice as long as other ids (the platform's current users page)."""
+MAX_CONTACT_CHATS = 20
+"""Chats (``contactData``) per contact."""
+MAX_PIPELINE_NAME_LENGTH = 100
+"""For pipelines and their stages alike."""
+MAX_STAGES = 100
+"""Stages per pipeline."""
+MIN_PHONE_DIGITS = 8
+MAX_PHONE_DIGITS = 15
+USER_LIMIT = 1000
+"""Users per account unless the operator sets another (``CRMDEALS_USER_LIMIT``)."""
 
 _RATE_LIMIT_PATTERN = re.compile(r"^([1-9][0-9]*)/([1-9][0-9]*)s$")
 

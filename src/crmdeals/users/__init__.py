@@ -1,0 +1,1 @@
+"""The user: its contract types (``schemas``) and the parsing of request bodies (``validation``)."""
