@@ -15,6 +15,8 @@ from crmdeals.app import create_app
 from crmdeals.cli import app
 from crmdeals.settings import Settings
 from crmdeals.storage import Store, connect, upgrade
+from crmdeals.testing import free_port
+from tests.command import assert_mistake, output, run_crmdeals
 
 KEY = re.compile(r"[0-9a-f]{32}")
 
@@ -155,6 +157,7 @@ def test_keys_of_one_account_share_its_deals(
 
 
 def test_keys_create_for_an_unknown_account_fails(runner: CliRunner, database_url: str) -> None:
+    ok(crmdeals(runner, database_url, "db", "upgrade"))
     result = crmdeals(runner, database_url, "keys", "create", "nobody")
     assert result.exit_code != 0
     assert result.stdout == ""
@@ -372,3 +375,214 @@ def test_panel_link_refuses_what_it_cannot_sign(
     assert result.exit_code != 0
     assert message in result.output
     assert result.stdout.strip() == "" or "panel?token" not in result.stdout
+
+
+# -- as a user runs it: the installed script, in a directory of its own ---------------------
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A working directory with a migrated database (./crmdeals.db)."""
+    directory = tmp_path / "work"
+    directory.mkdir()
+    assert run_crmdeals("db", "upgrade", cwd=directory).returncode == 0
+    return directory
+
+
+def created(workdir: Path, *arguments: str) -> str:
+    result = run_crmdeals(*arguments, cwd=workdir)
+    assert result.returncode == 0, output(result)
+    assert KEY.fullmatch(result.stdout.strip()), result.stdout
+    return result.stdout.strip()
+
+
+def live_prefixes(workdir: Path) -> list[str]:
+    """The prefixes of the keys that `keys list` shows without a revocation date."""
+    listed = run_crmdeals("keys", "list", cwd=workdir)
+    assert listed.returncode == 0, output(listed)
+    dated = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}")
+    return [
+        match.group(1)
+        for line in listed.stdout.splitlines()
+        if (match := re.search(r"\b([0-9a-f]{8})\b", line)) and len(dated.findall(line)) == 1
+    ]
+
+
+def key_ids(workdir: Path) -> list[tuple[str, str]]:
+    """The id and prefix of every key, as `keys list` shows them."""
+    listed = run_crmdeals("keys", "list", cwd=workdir).stdout
+    return re.findall(r"(\d+)\s*│\s*([0-9a-f]{8})\b", listed)
+
+
+def test_keys_revoke_takes_the_whole_key(workdir: Path) -> None:
+    key = created(workdir, "accounts", "create", "acme")
+    other = created(workdir, "keys", "create", "acme")
+    result = run_crmdeals("keys", "revoke", key, cwd=workdir)
+    assert result.returncode == 0, output(result)
+    assert live_prefixes(workdir) == [other[:PREFIX_LENGTH]]
+
+
+@pytest.mark.parametrize("length", [4, 6, PREFIX_LENGTH])
+def test_keys_revoke_takes_a_prefix_of_4_to_8_characters(workdir: Path, length: int) -> None:
+    key = created(workdir, "accounts", "create", "acme")
+    result = run_crmdeals("keys", "revoke", key[:length], cwd=workdir)
+    assert result.returncode == 0, output(result)
+    assert live_prefixes(workdir) == []
+
+
+def test_keys_revoke_takes_the_id_that_keys_list_shows(workdir: Path) -> None:
+    key = created(workdir, "accounts", "create", "acme")
+    other = created(workdir, "keys", "create", "acme")
+    [key_id] = [key_id for key_id, prefix in key_ids(workdir) if prefix == key[:PREFIX_LENGTH]]
+    result = run_crmdeals("keys", "revoke", key_id, cwd=workdir)
+    assert result.returncode == 0, output(result)
+    assert live_prefixes(workdir) == [other[:PREFIX_LENGTH]]
+
+
+def test_keys_revoke_refuses_a_prefix_longer_than_what_is_stored(workdir: Path) -> None:
+    key = created(workdir, "accounts", "create", "acme")
+    result = run_crmdeals("keys", "revoke", key[: PREFIX_LENGTH + 2], cwd=workdir)
+    assert result.returncode != 0
+    assert f"first {PREFIX_LENGTH} characters" in result.stderr
+    assert "Traceback" not in output(result)
+    assert live_prefixes(workdir) == [key[:PREFIX_LENGTH]]
+
+
+def test_an_ambiguous_prefix_lists_the_candidates_and_revokes_nothing(workdir: Path) -> None:
+    first, second = "abcdef01" + "1" * 24, "abcdef01" + "2" * 24
+    engine = connect(f"sqlite:///{workdir / 'crmdeals.db'}")
+    try:
+        assert bootstrap(Store(engine), first) is not None
+        assert bootstrap(Store(engine), second) is not None
+    finally:
+        engine.dispose()
+    [(first_id, _), (second_id, _)] = key_ids(workdir)
+    for given in ("abcdef01", "abcd"):
+        result = run_crmdeals("keys", "revoke", given, cwd=workdir)
+        assert result.returncode == 1, output(result)
+        assert "could mean 2 keys" in result.stderr
+        candidates = re.findall(
+            r"^\s*(\d+)\s+abcdef01\s+default\s+\d{4}-\d{2}-\d{2}", result.stderr, re.MULTILINE
+        )
+        assert candidates == [first_id, second_id], result.stderr
+        assert live_prefixes(workdir) == ["abcdef01", "abcdef01"]
+    # the id names one of them; then the prefix names the other (a revoked key is no rival)
+    assert run_crmdeals("keys", "revoke", second_id, cwd=workdir).returncode == 0
+    assert live_prefixes(workdir) == ["abcdef01"]
+    result = run_crmdeals("keys", "revoke", "abcdef01", cwd=workdir)
+    assert result.returncode == 0, output(result)
+    assert f"id {first_id}" in result.stderr
+    assert live_prefixes(workdir) == []
+
+
+# -- help ----------------------------------------------------------------------------------
+
+HELP_PAGES = [
+    [],
+    ["serve"],
+    ["push"],
+    ["pull"],
+    ["panel-link"],
+    ["accounts", "create"],
+    ["keys", "revoke"],
+    ["db", "upgrade"],
+]
+
+
+@pytest.mark.parametrize("command", HELP_PAGES, ids=lambda command: " ".join(command) or "crmdeals")
+def test_help_shows_no_type_after_a_flag_and_no_braces_around_arguments(
+    tmp_path: Path, command: list[str]
+) -> None:
+    result = run_crmdeals(*command, "--help", cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    assert "<bool>" not in result.stdout
+    assert not re.search(r"\{\w+\}", result.stdout), result.stdout
+    assert not re.search(r"--help\s+\S*bool", result.stdout, re.IGNORECASE), result.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        (["serve"], ["CRMDEALS_HOST", "CRMDEALS_PORT", "CRMDEALS_WORKERS", "CRMDEALS_SANDBOX"]),
+        (["serve"], ["default: 127.0.0.1", "default: 8000"]),
+        (["push"], ["CRMDEALS_URL", "CRMDEALS_API_KEY", "default: http://127.0.0.1:8000"]),
+        (["push"], ["Usage: crmdeals push [OPTIONS] FILE", "default: 500/5s", "default: 8"]),
+        (["pull"], ["CRMDEALS_URL", "CRMDEALS_API_KEY", "default: http://127.0.0.1:8000"]),
+        (["panel-link"], ["CRMDEALS_URL", "default: http://127.0.0.1:8000", "default: 3600"]),
+    ],
+)
+def test_help_shows_each_options_default_and_variable(
+    tmp_path: Path, command: list[str], shown: list[str]
+) -> None:
+    result = run_crmdeals(*command, "--help", cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    for text in shown:
+        assert text in result.stdout, (text, result.stdout)
+
+
+# -- push and pull: mistakes said once, at once ---------------------------------------------
+
+
+def deal_file(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("command", [["push", "deals.csv"], ["pull"]])
+def test_nothing_listening_names_the_url_and_the_reason(tmp_path: Path, command: list[str]) -> None:
+    deal_file(tmp_path, "deals.csv", "id,responsibleUserId,name,contacts,closed\n1,u,n,c,false\n")
+    url = f"http://127.0.0.1:{free_port()}"
+    result = run_crmdeals(*command, "--url", url, "--key", "k" * 32, cwd=tmp_path, timeout=20)
+    assert_mistake(result, url, "connection refused", "--url")
+    assert "ConnectError" not in output(result)
+
+
+@pytest.mark.parametrize("command", [["push", "deals.csv"], ["pull"]])
+@pytest.mark.parametrize("url", ["127.0.0.1:8000", "localhost:8000", "ftp://127.0.0.1"])
+def test_a_url_without_http_is_refused_at_once(
+    tmp_path: Path, command: list[str], url: str
+) -> None:
+    deal_file(tmp_path, "deals.csv", "id,responsibleUserId,name,contacts,closed\n1,u,n,c,false\n")
+    result = run_crmdeals(*command, "--url", url, "--key", "k" * 32, cwd=tmp_path, timeout=20)
+    assert_mistake(result, url, "--url", "http://")
+
+
+def test_push_and_pull_default_to_the_local_server(tmp_path: Path) -> None:
+    result = run_crmdeals("pull", "--key", "k" * 32, cwd=tmp_path, timeout=20)
+    # whether or not a server runs on the machine's port 8000, it is the one named
+    assert "http://127.0.0.1:8000" in output(result)
+
+
+@pytest.mark.parametrize(
+    ("header", "said"),
+    [
+        ("id,responsibleUserId,name,contacts", "missing the column closed"),
+        ("id,name,closed", "missing the columns responsibleUserId, contacts"),
+        ("id;responsibleUserId;name;contacts;closed", "separated by ';'"),
+        ("ID,ResponsibleUserId,name,contacts,closed", "'ID' for 'id'"),
+    ],
+)
+def test_a_header_problem_is_said_once_not_for_every_row(
+    tmp_path: Path, header: str, said: str
+) -> None:
+    rows = "".join(f"{n};{n},u,n,c,false\n" for n in range(5))
+    deal_file(tmp_path, "deals.csv", header + "\n" + rows)
+    url = f"http://127.0.0.1:{free_port()}"  # never asked: the file is refused first
+    result = run_crmdeals("push", "deals.csv", "--url", url, "--key", "k" * 32, cwd=tmp_path)
+    assert result.returncode == 1, output(result)
+    assert output(result).count(said) == 1, output(result)
+    assert "line 1" in result.stderr
+    assert not re.search(r"line [2-9]", result.stderr), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("name", ["deals.csv", "deals.json", "deals.jsonl"])
+@pytest.mark.parametrize("text", ["", "\n \n"])
+def test_an_empty_file_says_so(tmp_path: Path, name: str, text: str) -> None:
+    deal_file(tmp_path, name, text)
+    url = f"http://127.0.0.1:{free_port()}"
+    result = run_crmdeals("push", name, "--url", url, "--key", "k" * 32, "--mirror", cwd=tmp_path)
+    assert result.returncode == 1, output(result)
+    assert f"{name} is empty" in result.stderr
+    assert "Traceback" not in output(result)

@@ -16,6 +16,7 @@ writes, ``read_deals`` reads back as the same deals.
 """
 
 import csv
+import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from crmdeals.deals.schemas import Deal
 Format = Literal["jsonl", "csv", "json"]
 FORMATS: tuple[Format, ...] = ("jsonl", "csv", "json")
 CSV_COLUMNS = ("id", "responsibleUserId", "name", "uri", "contacts", "closed")
+REQUIRED_CSV_COLUMNS = ("id", "responsibleUserId", "name", "contacts", "closed")
+"""The columns every CSV file of deals has (``uri``, or ``link``, may be left out)."""
 _SUFFIXES: dict[str, Format] = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -60,15 +63,22 @@ def format_of(path: Path) -> Format:
 
 
 def read_deals(path: Path) -> list[Item]:
-    """The items of a deal file, in file order."""
+    """The items of a deal file, in file order.
+
+    A file with nothing in it is refused (``FileError``) rather than read as no deals: it is
+    more often a failed export than an empty CRM, and ``push --mirror`` of it would delete
+    every deal. (A CSV header alone, or ``[]``, is a file of no deals.) So is a CSV file
+    whose header cannot give the deals' fields: said once, not once for every row."""
     format_ = format_of(path)
     try:
         with path.open(encoding="utf-8-sig", newline="") as file:  # a BOM is allowed
-            if format_ == "csv":
-                return list(_read_csv(file))
             text = file.read()
     except UnicodeDecodeError as error:
         raise FileError(f"{path}: not UTF-8 ({error.reason})") from None
+    if not text.strip():
+        raise FileError(f"{path} is empty: no deals to read")
+    if format_ == "csv":
+        return list(_read_csv(path, io.StringIO(text, newline="")))
     return list(_read_jsonl(text) if format_ == "jsonl" else _read_json_array(path, text))
 
 
@@ -134,14 +144,42 @@ def _skip_space(text: str, position: int) -> int:
     return position
 
 
-def _read_csv(file: TextIO) -> Iterator[Item]:
+def _read_csv(path: Path, file: TextIO) -> Iterator[Item]:
     reader = csv.DictReader(file)
     if reader.fieldnames is None:
         return
+    problem = _header_problem(list(reader.fieldnames))
+    if problem:
+        raise FileError(f"{path}: line 1 (the header): {problem}")
     line = reader.line_num + 1
     for record in reader:
         yield Item(line, _csv_deal(record))
         line = reader.line_num + 1
+
+
+def _header_problem(header: list[str]) -> str | None:
+    """Why the header of a CSV file cannot give the deals' fields, if it cannot: a column
+    missing, names written in another case, or another delimiter than ``,``."""
+    names = [name.strip() for name in header]
+    if len(names) == 1:
+        for delimiter, word in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+            if delimiter in names[0]:
+                return f"the columns are separated by {word}; crmdeals reads ',' only"
+    missing = [name for name in REQUIRED_CSV_COLUMNS if name not in names]
+    if not missing:
+        return None
+    by_lower = {name.lower(): name for name in names}
+    miscased = [
+        f"{by_lower[name.lower()]!r} for {name!r}" for name in missing if name.lower() in by_lower
+    ]
+    if miscased:
+        return f"column names are case-sensitive: {', '.join(miscased)}"
+    plural = "s" if len(missing) > 1 else ""
+    return (
+        f"missing the column{plural} {', '.join(missing)} (the header has "
+        f"{', '.join(names)}; it needs {', '.join(REQUIRED_CSV_COLUMNS)}, and uri or link "
+        "if there are links)"
+    )
 
 
 def _csv_deal(record: dict[str | Any, str | Any]) -> dict[str, Any]:

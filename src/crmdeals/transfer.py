@@ -58,22 +58,29 @@ def push(client: DealsClient, deals: list[Deal], *, mirror: bool, dry_run: bool)
             print("\n".join(lines), end="\n" if lines else "")
             unchanged = len(deals) - len(added) - len(changed)
             return (
-                f"Dry run: would add {len(added)}, change {len(changed)} and delete "
-                f"{len(deleted)} deals ({unchanged} unchanged); nothing was sent."
+                f"Dry run: would add {counted(len(added), 'deal')}, change "
+                f"{counted(len(changed), 'deal')} and delete {counted(len(deleted), 'deal')}, "
+                f"and leave {counted(unchanged, 'deal')} unchanged; nothing was sent."
             )
         deals = [deal for deal in deals if on_server.get(deal.id) != deal]
     started = time.monotonic()
     sent = _upsert_with_progress(client, deals)
     seconds = time.monotonic() - started
+    stats = client.stats
     summary = (
-        f"Pushed {sent} deals in {seconds:.1f} s ({sent / seconds if seconds else 0:.0f} deals/s, "
-        f"{client.stats.requests} requests, {client.stats.retries} retries, "
-        f"{client.stats.rate_limited} answered 429)."
+        f"Pushed {counted(sent, 'deal')} in {seconds:.1f} s "
+        f"({sent / seconds if seconds else 0:.0f} deals/s, {counted(stats.requests, 'request')}, "
+        f"{counted(stats.retries, 'retry', 'retries')}, {stats.rate_limited} answered 429)."
     )
     if deleted:
         missing = client.delete_many(deleted)
-        summary += f" Deleted {len(deleted) - len(missing)} deals not in the file."
+        summary += f" Deleted {counted(len(deleted) - len(missing), 'deal')} not in the file."
     return summary
+
+
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """``count`` and the noun, in the form the number takes: "1 deal", "2 deals"."""
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"
 
 
 def pull(client: DealsClient, format_: Format, out: TextIO) -> int:
@@ -95,7 +102,8 @@ def _upsert_with_progress(client: DealsClient, deals: list[Deal]) -> int:
         TextColumn("deals, {task.fields[rate]} deals/s"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True, soft_wrap=True)) as progress:
+    console = Console(stderr=True, soft_wrap=True)
+    with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("push", total=len(deals), rate="-")
 
         def advance(stored: int) -> None:

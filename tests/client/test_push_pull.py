@@ -15,6 +15,7 @@ import pytest
 
 from crmdeals.deals.validation import check_deal
 from crmdeals.files import read_deals
+from tests.command import assert_mistake, run_crmdeals
 from tests.conftest import all_deals
 from tests.e2e.server import ServerProcess, crmdeals_command
 from tests.readme import DOCUMENTED_URL, push_example
@@ -216,7 +217,9 @@ def test_mirror_dry_run_changes_nothing_and_mirror_makes_the_server_equal_the_fi
             '- "only-on-server"',
         ]
     )
-    assert "would add 1, change 1 and delete 2 deals (1 unchanged)" in dry.stderr
+    assert "would add 1 deal, change 1 deal and delete 2 deals, and leave 1 deal unchanged" in (
+        dry.stderr
+    )
     with server.client() as client:
         assert all_deals(client) == held
 
@@ -228,20 +231,41 @@ def test_mirror_dry_run_changes_nothing_and_mirror_makes_the_server_equal_the_fi
         assert all_deals(client) == expected(after)
 
 
-def test_url_and_key_are_required(tmp_path: Path) -> None:
+def test_a_key_is_required(tmp_path: Path) -> None:
     source = tmp_path / "export.jsonl"
     write_file(source, AWKWARD)
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("CRMDEALS_")}
-    result = subprocess.run(
-        [*crmdeals_command(), "push", str(source)],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 1
-    assert "--url and --key" in result.stderr
+    result = run_crmdeals("push", str(source), cwd=tmp_path)
+    assert_mistake(result, "--key", "CRMDEALS_API_KEY")
+
+
+def test_counts_are_said_in_the_singular_and_the_plural(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    one = tmp_path / "one.csv"
+    write_file(one, AWKWARD[:1])
+    pushed = run(server, "push", str(one), cwd=tmp_path)
+    assert pushed.returncode == 0, pushed.stderr
+    assert "Pushed 1 deal in" in pushed.stderr
+    assert "1 request," in pushed.stderr
+    assert "0 retries" in pushed.stderr
+    pulled = run(server, "pull", cwd=tmp_path)
+    assert "Pulled 1 deal." in pulled.stderr
+
+    two = tmp_path / "two.jsonl"
+    two.write_text(json.dumps(AWKWARD[2]) + "\n{not json\n", encoding="utf-8")
+    pushed = run(server, "push", "--mirror", str(two), cwd=tmp_path)
+    assert pushed.returncode == 1
+    assert "1 invalid row was not sent." in pushed.stderr
+    assert "Deleted 1 deal not in the file." in pushed.stderr
+    strict = run(server, "push", "--strict", str(two), cwd=tmp_path)
+    assert "1 invalid row: nothing was sent" in strict.stderr
+    dry = run(server, "push", "--mirror", "--dry-run", str(one), cwd=tmp_path)
+    assert "would add 1 deal, change 0 deals and delete 1 deal, and leave 0 deals" in dry.stderr
+
+    write_file(tmp_path / "three.csv", AWKWARD)
+    pushed = run(server, "push", str(tmp_path / "three.csv"), cwd=tmp_path)
+    assert "Pushed 3 deals in" in pushed.stderr
+    assert "Pulled 3 deals." in run(server, "pull", cwd=tmp_path).stderr
 
 
 def test_the_readme_push_example_prints_what_the_readme_says(

@@ -3,6 +3,8 @@ concurrency, the client-side rate limit and retries."""
 
 import os
 import random
+import socket
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -51,6 +53,12 @@ class AsyncDealsClient:
     5xx and 429 (honouring ``Retry-After``), with jittered exponential backoff, up to
     ``max_attempts`` times in all: every route of the contract is safe to repeat. At most
     ``concurrency`` requests are in flight at once.
+
+    Until the server has answered once, a request gives up trying to connect after
+    ``connect_timeout`` seconds in all (each attempt and the waits between them): a wrong
+    URL, or a server that is not running, is reported in seconds rather than after every
+    retry. Once it has answered, a refused connection is more likely a restart, and gets
+    every attempt.
     """
 
     def __init__(
@@ -62,6 +70,7 @@ class AsyncDealsClient:
         rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
         max_attempts: int = 8,
         timeout: float = 30.0,
+        connect_timeout: float = 5.0,
     ) -> None:
         url = url or os.environ.get("CRMDEALS_URL")
         key = key or os.environ.get("CRMDEALS_API_KEY")
@@ -69,14 +78,18 @@ class AsyncDealsClient:
             raise ValueError("give the server's url and an API key (or CRMDEALS_URL and _API_KEY)")
         if concurrency < 1 or max_attempts < 1:
             raise ValueError("concurrency and max_attempts must be at least 1")
+        check_url(url)
+        self.url = url.rstrip("/")
         self.concurrency = concurrency
         self.max_attempts = max_attempts
+        self.connect_timeout = connect_timeout
         self.stats = ClientStats()
+        self._answered = False  # whether the server has answered any request yet
         self._limiter = SlidingWindowLimiter(rate_limit) if rate_limit else None
         self._http = httpx.AsyncClient(
-            base_url=url.rstrip("/"),
+            base_url=self.url,
             headers={"Authorization": f"Bearer {key}"},
-            timeout=timeout,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, connect_timeout)),
             limits=httpx.Limits(max_connections=concurrency),
         )
 
@@ -214,6 +227,7 @@ class AsyncDealsClient:
         missing_ok: bool = False,
     ) -> httpx.Response:
         headers = {"Content-Type": "application/json"} if content is not None else None
+        started = time.monotonic()
         for attempt in range(1, self.max_attempts + 1):
             last = attempt == self.max_attempts
             if attempt > 1:
@@ -227,10 +241,21 @@ class AsyncDealsClient:
                 )
             except httpx.TransportError as error:
                 self.stats.connection_errors += 1
-                if last:
-                    raise DealsConnectionError(f"{method} {path}: {error!r}") from error
-                await anyio.sleep(_backoff(attempt))
+                delay = _backoff(attempt)
+                never_reached = not self._answered and isinstance(
+                    error, httpx.ConnectError | httpx.ConnectTimeout
+                )
+                out_of_time = time.monotonic() + delay - started > self.connect_timeout
+                if last or (never_reached and out_of_time):
+                    reason = _reason(error, self._http.timeout)
+                    raise DealsConnectionError(
+                        f"{method} {path}: could not reach {self.url}: {reason}",
+                        url=self.url,
+                        reason=reason,
+                    ) from error
+                await anyio.sleep(delay)
                 continue
+            self._answered = True
             status = response.status_code
             if status < 400 or (status == 404 and missing_ok):
                 return response
@@ -245,6 +270,40 @@ class AsyncDealsClient:
                 self._limiter.pause(delay)  # every request of this client waits
             await anyio.sleep(delay)
         raise AssertionError("not reached")
+
+
+def check_url(url: str) -> None:
+    """Refuse, at once, a server URL that requests could never reach (``ValueError``)."""
+    example = "e.g. http://127.0.0.1:8000"
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as error:
+        raise ValueError(f"{url!r} is not a URL ({error}), {example}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"{url!r} is not an http:// or https:// URL, {example}")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise ValueError(f"{url!r}: a port is 1 to 65535")
+
+
+def _reason(error: httpx.TransportError, timeout: httpx.Timeout) -> str:
+    """Why a request did not get an answer, in words."""
+    if isinstance(error, httpx.TimeoutException):
+        connecting = isinstance(error, httpx.ConnectTimeout)
+        seconds = timeout.connect if connecting else timeout.read
+        return f"no answer{' to the connection' if connecting else ''} within {seconds:g} s"
+    reason = None
+    cause: BaseException | None = error
+    while cause is not None and reason is None:
+        if isinstance(cause, socket.gaierror):
+            reason = "unknown host name"
+        elif isinstance(cause, ConnectionRefusedError):
+            reason = "connection refused (nothing listens on that port)"
+        elif isinstance(cause, OSError) and cause.errno is not None and cause.strerror:
+            reason = cause.strerror.lower()
+        cause = cause.__cause__ or cause.__context__
+    if reason is None and isinstance(error, httpx.RemoteProtocolError):
+        reason = "the server closed the connection or did not answer in HTTP"
+    return reason or str(error) or type(error).__name__
 
 
 def _checked_batches(deals: Iterable[DealLike]) -> Iterable[list[Deal]]:

@@ -40,4 +40,10 @@ class InvalidDeal(DealsError):
 
 
 class DealsConnectionError(DealsError):
-    """The server could not be reached, after every retry."""
+    """The server could not be reached, after every retry: its ``url``, and the ``reason``
+    in words."""
+
+    def __init__(self, message: str, *, url: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+        self.reason = reason

@@ -29,6 +29,7 @@ class DealsClient:
         rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
         max_attempts: int = 8,
         timeout: float = 30.0,
+        connect_timeout: float = 5.0,
     ) -> None:
         self._resources = ExitStack()
         self._portal: BlockingPortal = self._resources.enter_context(start_blocking_portal())
@@ -41,6 +42,7 @@ class DealsClient:
                     rate_limit=rate_limit,
                     max_attempts=max_attempts,
                     timeout=timeout,
+                    connect_timeout=connect_timeout,
                 )
             )
         except BaseException:
@@ -50,6 +52,11 @@ class DealsClient:
     @property
     def stats(self) -> ClientStats:
         return self._client.stats
+
+    @property
+    def url(self) -> str:
+        """The server's address, as requests go to it."""
+        return self._client.url
 
     def __enter__(self) -> Self:
         return self
