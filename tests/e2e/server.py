@@ -9,6 +9,7 @@
 import contextlib
 import json
 import os
+import resource
 import secrets
 import signal
 import subprocess
@@ -54,6 +55,7 @@ class ServerProcess:
         workers: int | None = None,
         env: dict[str, str] | None = None,
         startup_timeout: float = STARTUP_TIMEOUT,
+        file_limit: tuple[int, int] | None = None,
     ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
@@ -66,6 +68,8 @@ class ServerProcess:
         self.workers = workers
         self.extra_env = dict(env or {})
         self.startup_timeout = startup_timeout
+        self.file_limit = file_limit
+        """``(soft, hard)`` RLIMIT_NOFILE the server starts with; ``None``: the test's."""
         self.process: subprocess.Popen[bytes] | None = None
         self._files: list[IO[bytes]] = []
 
@@ -90,6 +94,8 @@ class ServerProcess:
             stdout=stdout,
             stderr=stderr,
             start_new_session=True,  # its own process group: kill() reaches the workers too
+            # Only a system call in the child, no lock a thread could hold: safe with threads.
+            preexec_fn=self._set_file_limit if self.file_limit else None,  # noqa: PLW1509
         )
         try:
             self._wait_until_healthy()
@@ -243,6 +249,11 @@ class ServerProcess:
             f"GET /healthz did not answer 200 within {self.startup_timeout} s "
             f"({last_error})\n{self.stderr()}"
         )
+
+    def _set_file_limit(self) -> None:
+        """In the child, before ``exec``: as a service manager would."""
+        assert self.file_limit is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, self.file_limit)
 
     def _require_process(self) -> subprocess.Popen[bytes]:
         if self.process is None:

@@ -9,6 +9,10 @@ connection opened (or after the previous response) is answered ``408 REQUEST_TIM
 request that is not HTTP/1.1 at all gets ``400 INVALID_REQUEST``. Each in the contract's
 error format, and the connection is closed. Bodies are bounded apart, by
 ``CRMDEALS_MAX_BODY_BYTES`` (``crmdeals.api.body``).
+
+The number of connections is bounded too (``crmdeals.api.connections``): past
+``CRMDEALS_MAX_CONNECTIONS``, the connection that has waited longest for a request head is
+closed to make room, and when none waits, the new one is answered ``503 SERVICE_UNAVAILABLE``.
 """
 
 import asyncio
@@ -17,8 +21,15 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from crmdeals.api.connections import guard_for
 from crmdeals.api.envelope import encode_error
-from crmdeals.errors import ApiError, HeadersTooLarge, InvalidRequest, RequestTimeout
+from crmdeals.errors import (
+    ApiError,
+    HeadersTooLarge,
+    InvalidRequest,
+    RequestTimeout,
+    ServiceUnavailable,
+)
 
 MAX_HEAD_BYTES = 32 * 1024
 """The most bytes a request line and its headers may take (nginx allows 32 KiB by default)."""
@@ -36,7 +47,8 @@ class _HeadRefused(Exception):
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """``HttpToolsProtocol`` that refuses heads that are too large, too many or too slow."""
+    """``HttpToolsProtocol`` that refuses heads that are too large, too many or too slow, and
+    connections past the cap."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -47,14 +59,38 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._refusal: ApiError | None = None
         self._lingering = False
         self._head_timer: asyncio.TimerHandle | None = None
+        # Counted now, right after the accept: connection_made comes a turn of the loop later.
+        self._guard = guard_for(self.server_state, self.loop)
+        self._shed = False
+        self._admitted = self._guard.admit(self)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._start_head_timer()
+        if self._shed:
+            transport.close()
+        elif not self._admitted:
+            self._write_error_and_close(_too_many_connections(), linger=False)
+        else:
+            self._start_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._guard.closed(self)
         self._stop_head_timer()
         super().connection_lost(exc)
+
+    def shed(self) -> None:
+        """Close this connection, which waits for a request head, without an answer (as a
+        keep-alive timeout would): another needs its place. A response the client has not
+        read yet is thrown away (abort), or its descriptor would stay."""
+        self._shed = True
+        self._stop_head_timer()
+        transport: asyncio.Transport | None = self.transport
+        if transport is None:  # connection_made is still to come
+            return
+        if transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
@@ -87,6 +123,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._heads_read += 1
         self._unparsed_head_bytes = 0
         self._stop_head_timer()
+        self._guard.busy(self)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -96,6 +133,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._start_head_timer()
+        if not self.pipeline and not self.transport.is_closing():
+            self._guard.waiting(self)
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a request it cannot parse (and to a head refused here, which
@@ -110,9 +149,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refusal = _headers_too_large()
             raise _HeadRefused
 
-    def _write_error_and_close(self, error: ApiError) -> None:
+    def _write_error_and_close(self, error: ApiError, *, linger: bool = True) -> None:
         """Answer ``error``, say that nothing more will be sent, then close the connection
-        when the client does or after ``LINGER_SECONDS``, whichever comes first."""
+        when the client does or after ``LINGER_SECONDS``, whichever comes first (at once
+        without ``linger``: the descriptor is wanted back)."""
         self._stop_head_timer()
         if self._lingering or self.transport.is_closing():
             return
@@ -122,13 +162,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.cycle.disconnected = True
             self.cycle.message_event.set()
         body = encode_error(error)
+        extra = "".join(f"{name.lower()}: {value}\r\n" for name, value in error.headers.items())
         head = (
             f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}\r\n"
             "content-type: application/json\r\n"
             f"content-length: {len(body)}\r\n"
-            "connection: close\r\n\r\n"
+            f"{extra}connection: close\r\n\r\n"
         )
         self.transport.write(head.encode() + body)
+        if not linger:
+            self.transport.close()
+            return
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
@@ -151,3 +195,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
 def _headers_too_large() -> HeadersTooLarge:
     return HeadersTooLarge(max_bytes=MAX_HEAD_BYTES, max_headers=MAX_HEADERS)
+
+
+def _too_many_connections() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "The server holds as many connections as it may, all busy with requests; try again shortly."
+    )
