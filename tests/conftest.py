@@ -20,6 +20,7 @@ from crmdeals.app import create_app
 from crmdeals.settings import Settings
 from crmdeals.storage import Store, connect, upgrade
 from tests import services
+from tests.pgbouncer import PgBouncer
 
 KEY_A = "a" * 32
 KEY_B = "b" * 32
@@ -74,13 +75,24 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def pgbouncer_url(postgres_url: str) -> Iterator[str]:
+    """The run's PostgreSQL database through PgBouncer in transaction mode."""
+    with PgBouncer(postgres_url) as pgbouncer:
+        yield pgbouncer.url
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a new SQLite file, or the run's PostgreSQL database emptied."""
+    """An empty database: a new SQLite file, or the run's PostgreSQL database emptied (or
+    that database through PgBouncer, for tests parametrized with ``"pgbouncer"``)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'crmdeals.db'}"
     url: str = request.getfixturevalue("postgres_url")
     services.empty_postgres_database(url)
+    if request.param == "pgbouncer":
+        through_pgbouncer: str = request.getfixturevalue("pgbouncer_url")
+        return through_pgbouncer
     return url
 
 

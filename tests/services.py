@@ -33,6 +33,9 @@ HOW_TO_START = {
     "--appendonly no",
     "wrk": "apt-get install -y wrk (make test and make bench do this)",
     "Chromium": "apt-get install -y -q chromium",
+    "PgBouncer": "apt-get install -y -q pgbouncer",
+    "PostgreSQL server": "apt-get install -y -q postgresql (initdb, pg_ctl; the tests run "
+    "them as root through runuser)",
 }
 CHROMIUM = Path(os.environ.get("CRMDEALS_TEST_CHROMIUM", "/usr/bin/chromium"))
 """Debian's Chromium, which the browser tests drive through Playwright (Playwright's own

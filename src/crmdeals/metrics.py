@@ -48,6 +48,18 @@ DB_WRITE_RETRIES = Counter(
     "Writes run again after PostgreSQL aborted them for a conflict, by SQLSTATE.",
     ["sqlstate"],
 )
+DB_UNAVAILABLE = Counter(
+    "crmdeals_db_unavailable",
+    "Database transactions answered 503 because the database could not be reached, did "
+    "not answer within CRMDEALS_DB_TIMEOUT, or was too busy (no free connection, a lock).",
+)
+CONNECTIONS_DROPPED = Counter(
+    "crmdeals_connections_dropped",
+    "Connections closed at the cap on connections (CRMDEALS_MAX_CONNECTIONS), by reason: "
+    "'shed' (waited longest for a request head, closed to make room) or 'refused' (new, "
+    "answered 503 because every other connection was busy with a request).",
+    ["reason"],
+)
 
 
 def exposition() -> bytes:

@@ -1,6 +1,7 @@
-"""Concurrent overlapping uploads against a real server with two worker processes, on SQLite
-and on PostgreSQL: none fails because of another, and every deal ends as the last write of
-some client, never as half of one write and half of another."""
+"""Concurrent overlapping uploads against a real server with two worker processes, on SQLite,
+on PostgreSQL and on PostgreSQL through PgBouncer in transaction mode: none fails because of
+another, and every deal ends as the last write of some client, never as half of one write
+and half of another."""
 
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +50,15 @@ def writer(url: str, key: str, number: int) -> tuple[list[int], dict[str, str]]:
     return statuses, last_written
 
 
+@pytest.mark.parametrize(
+    "database_url",
+    [
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("pgbouncer", marks=pytest.mark.postgres),  # transaction mode
+    ],
+    indirect=True,
+)
 def test_concurrent_overlapping_uploads_all_succeed_and_never_mix_writes(
     make_server: MakeServer,
 ) -> None:
