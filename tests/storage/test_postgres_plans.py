@@ -1,0 +1,272 @@
+"""The plans PostgreSQL runs a request's statements with, whatever its statistics say.
+
+A first import into a new database once grew slower with every upload (6 clients: 60 ms
+per upload at first, 400 ms after 40,000 deals) because, with autovacuum off, no table was
+ever analysed: asyncpg's cached statements kept the generic plan made while the tables were
+empty, and custom plans without statistics were no better; both walked the whole account
+for ``id = ANY($ids)`` and sorted it for a page. Here a fresh database, autovacuum off on
+every table, is filled through the ``Store`` as the server fills it, and then each hot
+statement is explained: its generic plan made while the tables were empty (what a cached
+prepared statement keeps) and its custom plan (what an unprepared statement gets), both
+without any ANALYZE. Each must reach ``deals``, ``deal_contacts`` and ``api_keys`` only
+through an index, on the columns that find the rows it wants.
+"""
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import psycopg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import asyncpg
+
+from crmdeals.accounts import create_account, hash_key
+from crmdeals.deals.schemas import Deal
+from crmdeals.storage import Store, connect, connect_async, upgrade
+from crmdeals.storage.store import _KEY_ACCOUNT, _ONE_DEAL, _PAGE, _PAGE_FROM_END
+from tests import services
+
+pytestmark = pytest.mark.postgres
+
+IMPORTED = 10_000
+"""Deals imported before the plans are read: 10,000 deals fill about 200 pages of
+``deals``, where a scan costs many times a probe of the primary key."""
+TABLES = ("accounts", "api_keys", "deals", "deal_counts", "deal_contacts")
+WATCHED = {"deals", "deal_contacts", "api_keys"}
+"""The tables that grow with the accounts: never scanned by a request."""
+_DIALECT = asyncpg.dialect()  # type: ignore[no-untyped-call]  # parameters as $1, $2, ...
+
+
+def deal(number: int) -> Deal:
+    return Deal(
+        id=f"crm-{number:06d}",
+        responsibleUserId=f"rep-{number % 50}",
+        name=f"Deal {number}",
+        uri=f"https://crm.example.com/deals/{number}",
+        contacts=[f"contact-{number}", f"contact-{number + 1}"],
+        closed=number % 5 == 0,
+    )
+
+
+@dataclass(frozen=True)
+class Hot:
+    """One statement of a request, with parameters, and the columns the index condition
+    of each read of a watched table must name."""
+
+    statement: Any
+    parameters: dict[str, Any]
+    index_columns: dict[str, tuple[str, ...]]
+    after_count: bool = False
+    """Run after the count statement in its transaction, as the page is (which turns
+    sorting off for that transaction)."""
+
+
+def hot_statements(store: Store, account_id: int, key: str) -> dict[str, Hot]:
+    listed = [deal(number).id for number in range(4_000, 4_100)]
+    deal_keys: dict[str, tuple[str, ...]] = {"deals": ("account_id", "id")}
+    return {
+        "key lookup": Hot(_KEY_ACCOUNT, {"key_hash": hash_key(key)}, {"api_keys": ("key_hash",)}),
+        "count": Hot(store._count, {"account": account_id}, {}),
+        "count take": Hot(store._take_count, {"account": account_id}, {}),
+        "count adjust (upload)": Hot(
+            store._adjust_count, {"account": account_id, "ids": listed, "added": 100}, deal_keys
+        ),
+        "count adjust (delete)": Hot(
+            store._adjust_count_for_delete,
+            {"account": account_id, "ids": listed, "added": 0},
+            deal_keys,
+        ),
+        "upsert": Hot(
+            store._upsert,
+            {
+                "account_id": account_id,
+                "id": listed,
+                "responsible_user_id": ["u"] * 100,
+                "name": ["n"] * 100,
+                "uri": [None] * 100,
+                "contacts": ["[]"] * 100,
+                "closed": [False] * 100,
+            },
+            {},
+        ),
+        "contact index delete": Hot(
+            store._unindex_replaced,
+            {"account_id": account_id, "deal_id": listed[0], "contacts": ["contact-1"]},
+            {"deal_contacts": ("account_id", "deal_id")},
+        ),
+        "contact index insert": Hot(
+            store._index_new,
+            {"account_id": account_id, "contact_id": "contact-1", "deal_id": listed[0]},
+            {},
+        ),
+        "page": Hot(
+            _PAGE,
+            {"account": account_id, "size": 100, "skip": IMPORTED // 2},
+            {"deals": ("account_id",)},
+            after_count=True,
+        ),
+        "page from the end": Hot(
+            _PAGE_FROM_END,
+            {"account": account_id, "size": 100, "skip": 100},
+            {"deals": ("account_id",)},
+            after_count=True,
+        ),
+        "one deal": Hot(_ONE_DEAL, {"account": account_id, "deal_id": listed[0]}, deal_keys),
+        "delete listed (each)": Hot(
+            store._delete_one, {"account": account_id, "deal_id": listed[0]}, deal_keys
+        ),
+        # The foreign key's own statement behind that delete (PostgreSQL's text of it).
+        "delete cascade to the contact index": Hot(
+            sa.text(
+                'DELETE FROM ONLY "public"."deal_contacts" WHERE $1 OPERATOR(pg_catalog.=)'
+                ' "account_id" AND $2 OPERATOR(pg_catalog.=) "deal_id"'
+            ),
+            {"1": account_id, "2": listed[0]},
+            {"deal_contacts": ("account_id", "deal_id")},
+        ),
+    }
+
+
+class Explainer:
+    """Every hot statement PREPAREd on one connection, kept for the whole test, as the
+    server's connections keep theirs."""
+
+    def __init__(self, connection: psycopg.Connection[Any], hot: dict[str, Hot]) -> None:
+        self.connection = connection
+        self.cursor = psycopg.ClientCursor(connection)  # EXECUTE takes literal arguments
+        self.hot = hot
+        self.arguments: dict[str, list[Any]] = {}
+        for number, (name, item) in enumerate(hot.items()):
+            if isinstance(item.statement, sa.TextClause):
+                text, arguments = item.statement.text, list(item.parameters.values())
+            else:
+                compiled = item.statement.compile(
+                    dialect=_DIALECT, column_keys=list(item.parameters)
+                )
+                values = compiled.construct_params(item.parameters)
+                text = compiled.string
+                arguments = [values[key] for key in compiled.positiontup or ()]
+            self.cursor.execute(f"PREPARE hot_{number} AS {text}")
+            self.arguments[name] = arguments
+
+    def _execute(self, name: str) -> tuple[str, list[Any]]:
+        arguments = self.arguments[name]
+        placeholders = ", ".join(["%s"] * len(arguments))
+        return f"EXECUTE hot_{list(self.hot).index(name)}({placeholders})", arguments
+
+    def plan(self, name: str, mode: str) -> dict[str, Any]:
+        """The plan ``EXECUTE`` runs the statement with under ``plan_cache_mode = mode``,
+        in a transaction rolled back afterwards (after the count, for a page)."""
+        self.cursor.execute("BEGIN")
+        try:
+            self.cursor.execute(f"SET LOCAL plan_cache_mode = {mode}")
+            if self.hot[name].after_count:
+                self.cursor.execute(*self._execute("count"))
+            execute, arguments = self._execute(name)
+            self.cursor.execute(f"EXPLAIN (FORMAT JSON) {execute}", arguments)
+            row = self.cursor.fetchone()
+        finally:
+            self.cursor.execute("ROLLBACK")
+        assert row is not None
+        document = row[0] if not isinstance(row[0], str) else json.loads(row[0])
+        plan: dict[str, Any] = document[0]["Plan"]
+        return plan
+
+
+def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from nodes(child)
+
+
+def describe(plan: dict[str, Any], depth: int = 0) -> str:
+    parts = [plan["Node Type"]]
+    for field, label in (("Relation Name", "on"), ("Index Name", "using"), ("Index Cond", "")):
+        if field in plan:
+            parts.append(f"{label} {plan[field]}".strip())
+    line = "  " * depth + " ".join(parts) + "\n"
+    return line + "".join(describe(child, depth + 1) for child in plan.get("Plans", []))
+
+
+def problems(name: str, hot: Hot, plan: dict[str, Any]) -> list[str]:
+    """What in ``plan`` reads more than the rows the statement wants."""
+    found = []
+    for node in nodes(plan):
+        if node["Node Type"] == "Sort" and hot.after_count:  # (the upsert sorts its batch)
+            found.append(f"{name}: sorts the account")
+        relation = node.get("Relation Name")
+        if relation not in WATCHED or node["Node Type"] == "ModifyTable":
+            continue
+        if node["Node Type"] not in ("Index Scan", "Index Only Scan"):
+            found.append(f"{name}: {node['Node Type']} on {relation}")
+            continue
+        condition = node.get("Index Cond", "")
+        for column in hot.index_columns.get(relation, ()):
+            if not re.search(rf"(?<![\w.]){column}\b", condition):  # not "account_id"
+                found.append(f"{name}: {relation} through {node['Index Name']} without {column}")
+    return found
+
+
+@pytest.fixture
+def fresh_database() -> Iterator[str]:
+    """A database of its own: new tables never analysed, autovacuum off on each."""
+    with services.postgres_database() as url:
+        engine = connect(url)
+        try:
+            upgrade(engine)
+            with engine.begin() as connection:
+                for table in TABLES:
+                    connection.execute(
+                        sa.text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+                    )
+        finally:
+            engine.dispose()
+        yield url
+
+
+def test_hot_statements_use_their_index_without_statistics(fresh_database: str) -> None:
+    engine = connect(fresh_database)
+    async_engine = connect_async(fresh_database, pool_size=1)
+    assert async_engine is not None
+    store = Store(engine, async_engine)
+    account, key = create_account(store, "import")
+    hot = hot_statements(store, account.id, key)
+    raw_url = sa.make_url(fresh_database).render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(raw_url, autocommit=True) as connection:
+            explainer = Explainer(connection, hot)
+            for name in hot:  # generic plans made and cached while every table is empty
+                explainer.plan(name, "force_generic_plan")
+
+            async def import_deals() -> None:  # on one connection, as a server's
+                try:
+                    for start in range(0, IMPORTED, 100):
+                        batch = [deal(number) for number in range(start, start + 100)]
+                        await store.upsert_deals(account_id=account.id, deals=batch)
+                finally:
+                    await async_engine.dispose()  # on the loop its connection belongs to
+
+            anyio.run(import_deals)
+            with engine.connect() as check:
+                analysed = check.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_user_tables WHERE relname = 'deals'"
+                        " AND (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL)"
+                    )
+                ).scalar_one()
+            assert analysed == 0, "the plans must be read without statistics"
+
+            found: list[str] = []
+            plans: list[str] = []
+            for name, item in hot.items():
+                for mode in ("force_generic_plan", "force_custom_plan"):
+                    plan = explainer.plan(name, mode)
+                    plans.append(f"-- {name}, {mode}\n{describe(plan)}")
+                    found.extend(f"{problem} ({mode})" for problem in problems(name, item, plan))
+            assert not found, "\n".join(found) + "\n\n" + "\n".join(plans)
+    finally:
+        engine.dispose()
