@@ -121,3 +121,47 @@ def test_panel_frame_ancestors_must_be_csp_sources(sources: str) -> None:
 )
 def test_panel_frame_ancestors_take_csp_sources(sources: str, kept: str) -> None:
     assert Settings(panel_frame_ancestors=sources).panel_frame_ancestors == kept
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "deals.example.com",
+        "//deals.example.com",
+        "ftp://deals.example.com",
+        "javascript:alert(1)",
+        "https://",
+        "https://deals.example.com/?a=1",
+        "https://deals.example.com?",
+        "https://deals.example.com/#top",
+        "https://user:secret@deals.example.com",
+        "https://deals.example.com:99999",
+        "https://deals.example.com/a b",
+        "https://deals.example.com/\x00",
+    ],
+)
+def test_public_url_must_be_an_absolute_http_url_without_query_or_fragment(url: str) -> None:
+    with pytest.raises(ValidationError, match="absolute http:// or https:// URL"):
+        Settings(public_url=url)
+
+
+@pytest.mark.parametrize(
+    ("url", "kept"),
+    [
+        ("https://deals.example.com", "https://deals.example.com"),
+        ("https://deals.example.com/crm/", "https://deals.example.com/crm"),
+        ("http://127.0.0.1:8000/", "http://127.0.0.1:8000"),
+        ("https://[::1]:8443", "https://[::1]:8443"),
+    ],
+)
+def test_public_url_takes_http_urls_with_a_path(url: str, kept: str) -> None:
+    assert Settings(public_url=url).public_url == kept
+
+
+def test_public_url_is_unset_by_default_and_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().public_url is None
+    monkeypatch.setenv("CRMDEALS_PUBLIC_URL", "https://deals.example.com")
+    assert Settings().public_url == "https://deals.example.com"

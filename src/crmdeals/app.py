@@ -45,6 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         redirect_slashes=False,
+        docs_url=None,  # crmdeals.web.docs serves /docs itself, without a CDN
+        redoc_url=None,  # and no second viewer (see crmdeals.web.docs)
     )
     app.state.settings = settings
     app.state.store = store

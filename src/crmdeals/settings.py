@@ -6,6 +6,7 @@ Unsafe or malformed values are refused at start-up, not at the first request.
 import re
 from functools import cached_property
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,6 +64,12 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `crmdeals serve` listens on.")
     port: Annotated[int, Field(ge=0, le=65535)] = Field(8000, description="Port to listen on.")
     workers: Annotated[int, Field(ge=1)] = Field(1, description="Server processes.")
+    max_connections: Annotated[int, Field(ge=1)] | None = Field(
+        None,
+        description="Connections each server process holds at most; past it, the one that "
+        "has waited longest for a request is closed. Unset: 10,000, or fewer if the file "
+        "limit requires (it less an eighth, at least 128, kept for other files).",
+    )
     sandbox: bool = Field(
         False,
         description="Sandbox mode for integrators: the /sandbox routes (reset, seed, "
@@ -78,6 +85,12 @@ class Settings(BaseSettings):
         "'none'",
         description="Who may show /panel in a frame: the Content-Security-Policy "
         "frame-ancestors sources, e.g. 'https://chat.example.com'. 'none': nobody.",
+    )
+    public_url: str | None = Field(
+        None,
+        description="The address browsers reach the server at (https://deals.example.com, "
+        "a path allowed), which panel links start with. Unset: the address each request "
+        "came to.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Lowest level of log lines written (JSON, to stderr)."
@@ -147,6 +160,34 @@ class Settings(BaseSettings):
         if value is not None and not re.match(r"^rediss?://", value):
             raise ValueError("expected redis://host:port/db or rediss://...")
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        """An absolute http(s) URL to put ``/panel?token=...`` after: no query or fragment
+        (the path would not end the URL), no user name, nothing a browser would change."""
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018  # raises for a port that is not one (0-65535)
+        except ValueError:
+            valid = False
+        else:
+            valid = (
+                parts.scheme in ("http", "https")
+                and bool(parts.hostname)
+                and "@" not in parts.netloc
+                and "?" not in value
+                and "#" not in value
+                and all(character.isprintable() and not character.isspace() for character in value)
+            )
+        if not valid:
+            raise ValueError(
+                "expected the absolute http:// or https:// URL browsers reach the server at, "
+                "such as https://deals.example.com (a path may follow; no query or fragment)"
+            )
+        return value.rstrip("/")
 
     @cached_property
     def parsed_rate_limit(self) -> RateLimit | None:

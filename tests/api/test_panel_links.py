@@ -2,6 +2,7 @@
 
 import calendar
 import time
+from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
@@ -9,9 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from crmdeals import panel
+from crmdeals.app import create_app
 from crmdeals.settings import Settings
 from crmdeals.signing import Signer, server_secret
 from crmdeals.storage import Store
+from tests.conftest import KEY_A
 
 
 def token_of(url: str) -> str:
@@ -90,3 +93,37 @@ def test_the_ttl_bounds_are_accepted(client: TestClient) -> None:
             "/v3/panel/links", json={"userId": "u", "contactId": "c", "ttlSeconds": ttl}
         )
         assert response.status_code == 200, response.text
+
+
+def test_without_a_public_url_a_link_starts_with_the_address_the_request_came_to(
+    client: TestClient,
+) -> None:
+    response = client.post(
+        "/v3/panel/links",
+        json={"userId": "u", "contactId": "c"},
+        headers={"Host": "deals.internal:8080"},
+    )
+    assert response.json()["url"].startswith("http://deals.internal:8080/panel?token=")
+
+
+@pytest.fixture
+def public(settings: Settings, store: Store) -> Iterator[TestClient]:
+    """A client of account A on an app whose public address is set (with a path)."""
+    configured = settings.model_copy(
+        update={"public_url": Settings(public_url="https://deals.example.com/crm/").public_url}
+    )
+    with TestClient(create_app(configured), headers={"Authorization": f"Bearer {KEY_A}"}) as c:
+        yield c
+
+
+def test_a_link_starts_with_the_configured_public_url_whatever_the_host_header(
+    public: TestClient,
+) -> None:
+    for host in ("testserver", "attacker.example", "127.0.0.1:8000"):
+        response = public.post(
+            "/v3/panel/links", json={"userId": "u", "contactId": "c"}, headers={"Host": host}
+        )
+        url = response.json()["url"]
+        assert url.startswith("https://deals.example.com/crm/panel?token="), url
+        page = public.get("/panel?" + urlsplit(url).query)  # the proxy strips /crm
+        assert page.status_code == 200

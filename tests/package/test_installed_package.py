@@ -195,6 +195,11 @@ def test_serve_stores_and_answers_a_deal(
         assert httpx.post(f"{url}/v3/deals", json=[deal], headers=headers).status_code == 200
         stored = httpx.get(f"{url}/v3/deals/1", headers=headers).json()
         assert stored == {**deal, "uri": None}
+        # /docs from what the wheel declares (Swagger UI comes with fastapi-offline)
+        assert httpx.get(f"{url}/docs").status_code == 200
+        swagger_ui = httpx.get(f"{url}/static/swagger-ui/swagger-ui-bundle.js")
+        assert swagger_ui.status_code == 200
+        assert "SwaggerUIBundle" in swagger_ui.text
     finally:
         server.terminate()
         server.wait(30)

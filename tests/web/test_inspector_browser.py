@@ -173,6 +173,36 @@ def test_sign_out(site: Site, page: Page) -> None:
     assert page.locator("table").count() == 0
 
 
+def test_a_copy_of_the_cookie_replayed_after_sign_out_gets_the_sign_in_page(
+    site: Site, page: Page
+) -> None:
+    sign_in(page, site, KEYS["c"])
+    (copy,) = page.context.cookies()
+    navigate(page, "form.sign-out button")
+    assert page.context.cookies() == []
+    page.context.add_cookies(
+        [
+            {
+                "name": copy["name"],
+                "value": copy["value"],
+                "domain": copy["domain"],
+                "path": copy["path"],
+            }
+        ]
+    )
+    page.goto(site.url + "/inspect")
+    assert page.locator("#key").count() == 1
+    assert page.locator(".notice").inner_text() == "Your session has ended; sign in again."
+    assert page.locator("table").count() == 0
+
+
+def test_the_header_names_the_signed_in_account(site: Site, page: Page) -> None:
+    sign_in(page, site, KEYS["c"])
+    assert page.locator(".topbar .account").inner_text() == "Account c · read-only"
+    navigate(page, "td[data-label=Name] a >> nth=0")
+    assert page.locator(".topbar .account-name").inner_text() == "c"
+
+
 def test_names_that_look_like_html_run_nothing(site: Site, page: Page, dialogs: list[str]) -> None:
     with site.api("b") as client:
         xss = {

@@ -3,16 +3,22 @@ input, on SQLite and PostgreSQL. The browser tests (test_browser.py) cover what 
 
 import html
 import re
+import time
 from collections.abc import Iterator
 from urllib.parse import quote
 
+import anyio
+import msgspec
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from crmdeals.accounts import hash_key
 from crmdeals.app import create_app
 from crmdeals.settings import Settings
+from crmdeals.signing import Signer, server_secret
 from crmdeals.storage import Store
+from crmdeals.web import inspector
 from tests.conftest import KEY_A, make_deal
 
 ORIGIN = {"Origin": "http://testserver"}
@@ -85,6 +91,30 @@ def test_an_inspector_session_is_not_a_panel_token(client: TestClient) -> None:
     assert client.get("/panel", params={"token": session}).status_code == 403
 
 
+def test_the_docs_page_loads_everything_from_this_server(anonymous: TestClient) -> None:
+    response = anonymous.get("/docs")
+    assert response.status_code == 200
+    assert response.headers["content-security-policy"] == (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
+    assert "<script>" not in response.text  # no inline script: 'self' allows none
+    loaded = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+    assert loaded
+    expected_types = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
+    for url in loaded:
+        assert url.startswith("/"), url  # this server's, never a CDN's
+        asset = anonymous.get(url)
+        assert asset.status_code == 200, url
+        if url != "/openapi.json":
+            suffix = url[url.rindex(".") :]
+            assert asset.headers["content-type"].startswith(expected_types[suffix]), url
+
+
+def test_there_is_no_redoc(anonymous: TestClient) -> None:
+    assert anonymous.get("/redoc").status_code == 404
+
+
 def test_the_stylesheet_is_served(anonymous: TestClient) -> None:
     response = anonymous.get("/static/style.css")
     assert response.status_code == 200
@@ -145,6 +175,64 @@ def test_a_revoked_key_ends_its_sessions(client: TestClient, store: Store) -> No
     assert "Sign out" not in page.text
     client.cookies.set("crmdeals_inspector", stolen, path="/inspect")
     assert "Sign out" not in client.get("/inspect/deal", params={"id": "1"}).text
+
+
+def replay(client: TestClient, cookie: str) -> TestClient:
+    """``client`` holding ``cookie`` as its session cookie, as a copy of it would be sent."""
+    client.cookies.set(inspector.SESSION_COOKIE, cookie, path="/inspect")
+    return client
+
+
+def test_a_copy_of_the_cookie_stops_working_at_sign_out(client: TestClient) -> None:
+    signed_in(client)
+    copy = client.cookies[inspector.SESSION_COOKIE]
+    response = client.post("/inspect/sign-out", headers=ORIGIN, follow_redirects=False)
+    assert response.status_code == 303
+    for path in ("/inspect", "/inspect/deal?id=1"):
+        page = replay(client, copy).get(path)
+        assert page.status_code == 200
+        assert 'action="/inspect/sign-in"' in page.text  # the sign-in page
+        assert "Your session has ended" in page.text
+        assert "Sign out" not in page.text
+
+
+def test_signing_out_ends_only_that_session(client: TestClient) -> None:
+    signed_in(client)
+    first = client.cookies[inspector.SESSION_COOKIE]
+    client.cookies.clear()
+    signed_in(client)
+    second = client.cookies[inspector.SESSION_COOKIE]
+    assert second != first
+    client.post("/inspect/sign-out", headers=ORIGIN, follow_redirects=False)
+    assert "Sign out" not in replay(client, second).get("/inspect").text
+    assert "Sign out" in replay(client, first).get("/inspect").text
+
+
+def test_a_cookie_signed_before_sessions_were_kept_signs_nobody_in(
+    client: TestClient, settings: Settings, store: Store
+) -> None:
+    """A cookie of the old form (the key's hash, no session) cannot be signed out of, so it
+    is refused, though its signature and expiry are good."""
+
+    class KeyHashSession(msgspec.Struct):
+        key_hash: str
+        expires: int
+
+    signer = Signer(anyio.run(server_secret, settings, store))
+    old = KeyHashSession(key_hash=hash_key(KEY_A), expires=int(time.time()) + 3600)
+    page = replay(client, signer.sign(inspector.PURPOSE, old)).get("/inspect")
+    assert "Your session has ended" in page.text
+    assert "Sign out" not in page.text
+
+
+def test_the_inspector_names_the_signed_in_account(anonymous: TestClient, store: Store) -> None:
+    account = store.create_account("Acme & Sons <EU>")
+    key = "d" * 32
+    store.add_key(account_id=account.id, key_hash=hash_key(key), prefix=key[:8])
+    signed_in(anonymous, key)
+    for path in ("/inspect", "/inspect/deal?id=1"):
+        header = anonymous.get(path).text.split("</header>")[0]
+        assert '<strong class="account-name">Acme &amp; Sons &lt;EU&gt;</strong>' in header
 
 
 def test_a_changed_session_cookie_is_no_session(client: TestClient) -> None:

@@ -99,6 +99,36 @@ def test_the_panel_shows_the_users_deals_with_the_contact_open_ones_first(
     screenshot(page, tmp_path / "panel-desktop.png")
 
 
+def looks(page: Page, selector: str) -> dict[str, str]:
+    """How the first element ``selector`` names is drawn: its tag, colour and decoration."""
+    drawn: dict[str, str] = page.locator(selector).first.evaluate(
+        """element => ({
+            tag: element.tagName,
+            href: element.getAttribute("href") || "",
+            color: getComputedStyle(element).color,
+            decoration: getComputedStyle(element).textDecorationLine,
+        })"""
+    )
+    return drawn
+
+
+@pytest.mark.usefixtures("panel_deals")
+def test_a_closed_deals_name_with_a_link_still_looks_like_a_link(site: Site, page: Page) -> None:
+    page.goto(link(site, "a", "rep-7", "contact-1"))
+    closed_link = looks(page, ".deal-closed .deal-name >> text='Acme Corp — pilot'")
+    open_link = looks(page, ".deal:not(.deal-closed) a.deal-name")
+    closed_text = looks(page, ".deal-closed .deal-name >> text='Support package 2025'")
+    open_text = looks(page, ".deal:not(.deal-closed) span.deal-name")
+    assert closed_link["tag"] == "A"
+    assert closed_link["href"] == crm(90)
+    assert closed_link["decoration"] == open_link["decoration"] == "underline"
+    assert closed_link["color"] == open_link["color"]  # the link colour, as when open
+    for text in (closed_text, open_text):
+        assert text["tag"] == "SPAN"
+        assert text["decoration"] == "none"
+        assert text["color"] != closed_link["color"]
+
+
 @pytest.mark.usefixtures("panel_deals")
 def test_another_accounts_link_shows_only_that_accounts_deals(site: Site, page: Page) -> None:
     page.goto(link(site, "b", "rep-7", "contact-1"))

@@ -11,6 +11,7 @@ import logging
 import random
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import anyio
+import asyncpg  # type: ignore[import-untyped]
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -26,12 +28,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from crmdeals import metrics
 from crmdeals.deals.schemas import Deal, DealsPage
 from crmdeals.errors import ServiceUnavailable
+from crmdeals.storage.engine import connect
 from crmdeals.storage.tables import (
     accounts,
     api_keys,
     deal_contacts,
     deal_counts,
     deals,
+    inspector_sessions,
     server_secrets,
 )
 
@@ -66,7 +70,6 @@ _PAGE_FROM_END = (
     .limit(sa.bindparam("size"))
     .offset(sa.bindparam("skip"))
 )
-_COUNT = sa.select(deal_counts.c.deals).where(deal_counts.c.account_id == sa.bindparam("account"))
 _KEY_ACCOUNT = sa.select(api_keys.c.account_id).where(
     api_keys.c.key_hash == sa.bindparam("key_hash"), api_keys.c.revoked_at.is_(None)
 )
@@ -89,8 +92,9 @@ class Account:
 
 @dataclass(frozen=True)
 class ApiKey:
-    """A key as it may be shown: its prefix, never the key or its hash."""
+    """A key as it may be shown: its id and prefix, never the key or its hash."""
 
+    id: int
     prefix: str
     account_name: str
     created_at: datetime
@@ -113,15 +117,28 @@ class Store:
         self._upsert = _upsert_statement(dialect)
         self._take_count = _take_count_statement(dialect)
         self._adjust_count = _adjust_count_statement(dialect)
+        self._count = _count_statement(dialect)
         self._delete_listed = (
             sa.delete(deals)
             .where(deals.c.account_id == sa.bindparam("account"), _listed(deals.c.id, dialect))
             .returning(deals.c.id)
         )
+        self._adjust_count_for_delete = _adjust_count_statement(dialect, returning_present=True)
+        self._delete_one = sa.delete(deals).where(
+            deals.c.account_id == sa.bindparam("account"), deals.c.id == sa.bindparam("deal_id")
+        )
         self._unindex_replaced, self._index_new = _contact_index_statements(dialect)
         self._loop_connection: sa.Connection | None = None
         self._loop_connection_free = threading.Lock()
         self._writer_turn = threading.Lock()
+        # The bound of each whole request transaction on asyncpg: the pool's own timeout,
+        # which is CRMDEALS_DB_TIMEOUT (engine.connect_async).
+        self._deadline: float | None = None
+        if async_engine is not None:
+            pool = async_engine.sync_engine.pool
+            assert isinstance(pool, sa.pool.QueuePool)
+            self._deadline = pool.timeout()
+        self._outage: _Outage | None = None
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
@@ -129,6 +146,7 @@ class Store:
             await self.async_engine.dispose()
         if self._loop_connection is not None:
             self._loop_connection.close()
+            self._loop_connection.engine.dispose()
         self.engine.dispose()
 
     # -- per request ---------------------------------------------------------------------
@@ -178,7 +196,7 @@ class Store:
         """
 
         def page(connection: sa.Connection) -> DealsPage:
-            count = connection.scalar(_COUNT, {"account": account_id}) or 0
+            count = connection.scalar(self._count, {"account": account_id}) or 0
             size = min(limit, count - offset)
             if size <= 0:
                 return DealsPage(count=count, data=[])
@@ -266,8 +284,20 @@ class Store:
 
         def delete(connection: sa.Connection) -> set[str]:
             connection.execute(self._take_count, {"account": account_id})
-            connection.execute(self._adjust_count, count_change)
-            return set(connection.scalars(self._delete_listed, count_change))
+            if self._dialect != "postgresql":
+                connection.execute(self._adjust_count, count_change)
+                return set(connection.scalars(self._delete_listed, count_change))
+            # PostgreSQL: the count's adjustment returns the listed ids stored (its index
+            # probes), then each is deleted by its primary key (executemany, one round
+            # trip): "id = ANY(...)" would be planned as a walk of the account whenever
+            # statistics are missing (see _adjust_count_statement).
+            present = connection.scalar(self._adjust_count_for_delete, count_change) or []
+            if present:
+                connection.execute(
+                    self._delete_one,
+                    [{"account": account_id, "deal_id": deal_id} for deal_id in present],
+                )
+            return set(present)
 
         deleted = await self._transaction(delete, writes=True, short=True)
         return [deal_id for deal_id in deal_ids if deal_id not in deleted]
@@ -287,9 +317,11 @@ class Store:
 
     def _count_change(self, account_id: int, deal_ids: list[str], *, added: bool) -> dict[str, Any]:
         """The parameters of ``_adjust_count`` (and ``_delete_listed``): the ids about to
-        be written (``added``) or deleted."""
-        ids = deal_ids if self._dialect == "postgresql" else _encode(deal_ids).decode()
-        return {"account": account_id, "ids": ids, "added": len(deal_ids) if added else 0}
+        be written (``added``) or deleted, each once (PostgreSQL's count probes each listed
+        id, so one listed twice would be counted twice)."""
+        unique = list(dict.fromkeys(deal_ids))
+        ids = unique if self._dialect == "postgresql" else _encode(unique).decode()
+        return {"account": account_id, "ids": ids, "added": len(unique) if added else 0}
 
     def _replace_contact_index(
         self,
@@ -354,7 +386,17 @@ class Store:
         """Run ``work`` in one transaction; for a write, again when PostgreSQL aborted it for
         a conflict with another transaction (a serialisation failure or a deadlock), so the
         client never sees one. A database that cannot be reached, or is too busy to answer
-        within the timeout: ``ServiceUnavailable`` (503, to retry).
+        within the timeout: ``ServiceUnavailable`` (503, to retry; see ``_unavailable``).
+
+        On asyncpg the whole of it, retries included, ends within the timeout
+        (``CRMDEALS_DB_TIMEOUT``) whatever the server does: a PostgreSQL that stopped
+        answering (frozen, or its machine gone) keeps connections open that no server-side
+        timeout can end, so a request would wait as long as it does and could commit after
+        its client gave up. At the deadline the statement in flight is abandoned and its
+        connection closed (SQLAlchemy invalidates a connection whose statement was
+        cancelled), so nothing of the transaction commits later. (On SQLite the work runs
+        in threads that cannot be interrupted; SQLite's busy timeout and the pool's bound
+        its waits.)
 
         ``short`` marks a transaction of a few rows (at most one request's 100 deals). On
         SQLite it runs right here on the event loop when it can without waiting, because
@@ -362,26 +404,68 @@ class Store:
         (BENCHMARKS.md). Whatever would wait (for this process's other writer, or for
         another process's write lock) goes to a worker thread instead, as does every long
         transaction: the event loop never waits on the database."""
+        try:
+            if self._deadline is None:
+                result = await self._attempts(work, writes=writes, short=short)
+            else:
+                with anyio.fail_after(self._deadline):
+                    result = await self._attempts(work, writes=writes, short=short)
+        except Exception as error:
+            if not _is_unavailable(error):
+                raise
+            raise self._unavailable(error) from error
+        if self._outage is not None:
+            self._available_again()
+        return result
+
+    async def _attempts(
+        self, work: Callable[[sa.Connection], T], *, writes: bool, short: bool
+    ) -> T:
+        """``work`` run once, or up to ``WRITE_ATTEMPTS`` times for a write that lost a
+        conflict."""
         attempt = 1
         while True:
             try:
                 return await self._run_once(work, writes=writes, short=short)
-            except (sa.exc.DBAPIError, sa.exc.TimeoutError) as error:
-                sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
+            except sa.exc.DBAPIError as error:
+                sqlstate = getattr(error.orig, "sqlstate", None)
                 if writes and sqlstate in _CONFLICT_SQLSTATES and attempt < WRITE_ATTEMPTS:
                     metrics.DB_WRITE_RETRIES.labels(sqlstate=sqlstate).inc()
                     log.info("write retried", extra={"fields": {"sqlstate": sqlstate}})
                     await anyio.sleep(random.uniform(0, 0.002 * 2**attempt))  # noqa: S311
                     attempt += 1
                     continue
-                if not _is_unavailable(error):
-                    raise
-                cause = getattr(error, "orig", None) or error  # never the statement's values
-                fields = {"error": type(cause).__name__, "sqlstate": sqlstate}
-                log.error("database unavailable", extra={"fields": fields})
-                raise ServiceUnavailable(
-                    "The database is unavailable or too busy; retry the request later."
-                ) from error
+                raise
+
+    def _unavailable(self, error: BaseException) -> ServiceUnavailable:
+        """The 503 for a transaction the database could not run, counted in
+        ``crmdeals_db_unavailable_total``. The log gets one line per outage of this
+        process, when it starts, and one when a transaction succeeds again
+        (``_available_again``): a database that is down for a minute under a full load
+        would otherwise write a line (or a traceback) per request."""
+        metrics.DB_UNAVAILABLE.inc()
+        if self._outage is None:
+            self._outage = _Outage(started=time.monotonic())
+            cause = getattr(error, "orig", None) or error  # never the statement's values
+            fields = {
+                "error": type(cause).__name__,
+                "sqlstate": getattr(cause, "sqlstate", None),
+                "timeout_seconds": self._deadline,
+            }
+            log.error("database unavailable", extra={"fields": fields})
+        self._outage.refused += 1
+        return ServiceUnavailable(
+            "The database is unavailable or too busy; retry the request later."
+        )
+
+    def _available_again(self) -> None:
+        assert self._outage is not None
+        fields = {
+            "seconds": round(time.monotonic() - self._outage.started, 3),
+            "refused": self._outage.refused,
+        }
+        self._outage = None
+        log.warning("database available again", extra={"fields": fields})
 
     async def _run_once(
         self, work: Callable[[sa.Connection], T], *, writes: bool, short: bool
@@ -406,9 +490,7 @@ class Store:
                 raise _WouldWait
             try:
                 if self._loop_connection is None or self._loop_connection.invalidated:
-                    self._loop_connection = self.engine.connect()
-                    self._loop_connection.exec_driver_sql("PRAGMA busy_timeout=0")
-                    self._loop_connection.commit()
+                    self._loop_connection = self._open_loop_connection()
                 with self._loop_connection.begin():
                     return work(self._loop_connection)
             except sa.exc.OperationalError as error:
@@ -420,6 +502,18 @@ class Store:
                     self._writer_turn.release()
         finally:
             self._loop_connection_free.release()
+
+    def _open_loop_connection(self) -> sa.Connection:
+        """The SQLite connection of ``_run_without_waiting``, from an engine of its own:
+        taken from the engine's pool, it would hold one of its ``CRMDEALS_DB_POOL_SIZE``
+        slots for good, and with a pool of one every transaction sent to a worker thread
+        would wait for a connection until the timeout. (So a SQLite server process keeps
+        one connection more than the pool's; SQLite's connections are only open files.)"""
+        url = self.engine.url.render_as_string(hide_password=False)
+        connection = connect(url, pool_size=1).connect()
+        connection.exec_driver_sql("PRAGMA busy_timeout=0")
+        connection.commit()
+        return connection
 
     def run_transaction(self, work: Callable[[sa.Connection], T], writes: bool = True) -> T:
         """``work`` in one transaction of the sync engine, in the calling thread. SQLite lets
@@ -474,6 +568,7 @@ class Store:
     def list_keys(self) -> list[ApiKey]:
         query = (
             sa.select(
+                api_keys.c.id,
                 api_keys.c.prefix,
                 accounts.c.name,
                 api_keys.c.created_at,
@@ -484,6 +579,49 @@ class Store:
         )
         with self.engine.connect() as connection:
             return [ApiKey(*row) for row in connection.execute(query)]
+
+    def find_keys(
+        self,
+        *,
+        prefix_start: str | None = None,
+        key_hash: str | None = None,
+        key_id: int | None = None,
+    ) -> list[ApiKey]:
+        """The keys (revoked or not) whose prefix starts with ``prefix_start``, whose hash
+        is ``key_hash`` or whose id is ``key_id``: every key a user's words could mean."""
+        conditions = []
+        if prefix_start is not None:
+            conditions.append(api_keys.c.prefix.startswith(prefix_start, autoescape=True))
+        if key_hash is not None:
+            conditions.append(api_keys.c.key_hash == key_hash)
+        if key_id is not None:
+            conditions.append(api_keys.c.id == key_id)
+        if not conditions:
+            return []
+        query = (
+            sa.select(
+                api_keys.c.id,
+                api_keys.c.prefix,
+                accounts.c.name,
+                api_keys.c.created_at,
+                api_keys.c.revoked_at,
+            )
+            .join(accounts, accounts.c.id == api_keys.c.account_id)
+            .where(sa.or_(*conditions))
+            .order_by(api_keys.c.id)
+        )
+        with self.engine.connect() as connection:
+            return [ApiKey(*row) for row in connection.execute(query)]
+
+    def revoke_key_by_id(self, key_id: int) -> bool:
+        """Revoke the key with this id; whether it was live (and so is revoked now)."""
+        statement = (
+            sa.update(api_keys)
+            .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
+        )
+        result = self.run_transaction(lambda connection: connection.execute(statement))
+        return bool(result.rowcount)
 
     def count_live_keys(self, prefix: str) -> int:
         """How many keys that are not revoked start with ``prefix``."""
@@ -502,19 +640,102 @@ class Store:
         )
         self.run_transaction(lambda connection: connection.execute(statement))
 
+    # -- inspector sessions (per request, each one short transaction) ----------------------
 
-def _is_unavailable(error: sa.exc.DBAPIError | sa.exc.TimeoutError) -> bool:
+    async def start_inspector_session(
+        self, *, session_id: str, key_hash: str, expires_at: datetime
+    ) -> bool:
+        """Record the session ``session_id`` of the live key with this hash, until
+        ``expires_at``; ``False`` (nothing recorded) when no live key has that hash.
+
+        Sessions past their end are deleted on the way, so the table holds the live ones
+        (and those that ended since the last sign-in), not every sign-in ever made."""
+        now = datetime.now(UTC)
+        prune = sa.delete(inspector_sessions).where(inspector_sessions.c.expires_at <= now)
+        live_key = sa.select(api_keys.c.id).where(
+            api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None)
+        )
+
+        def start(connection: sa.Connection) -> bool:
+            connection.execute(prune)
+            key_id = connection.scalar(live_key)
+            if key_id is None:
+                return False
+            session = {
+                "id": session_id,
+                "key_id": key_id,
+                "created_at": now,
+                "expires_at": expires_at,
+            }
+            connection.execute(sa.insert(inspector_sessions).values(session))
+            return True
+
+        return await self._transaction(start, writes=True, short=True)
+
+    async def inspector_session_account(self, session_id: str) -> Account | None:
+        """The account of a session that was started, has not ended or expired, and whose
+        key is not revoked; else ``None``."""
+        query = (
+            sa.select(accounts.c.id, accounts.c.name, accounts.c.created_at)
+            .join(api_keys, api_keys.c.account_id == accounts.c.id)
+            .join(inspector_sessions, inspector_sessions.c.key_id == api_keys.c.id)
+            .where(
+                inspector_sessions.c.id == session_id,
+                inspector_sessions.c.expires_at > datetime.now(UTC),
+                api_keys.c.revoked_at.is_(None),
+            )
+        )
+
+        def find(connection: sa.Connection) -> Account | None:
+            row = connection.execute(query).first()
+            return None if row is None else Account(row.id, row.name, row.created_at)
+
+        return await self._transaction(find, short=True)
+
+    async def end_inspector_session(self, session_id: str) -> None:
+        """End a session: every copy of its cookie stops working."""
+        statement = sa.delete(inspector_sessions).where(inspector_sessions.c.id == session_id)
+        await self._transaction(
+            lambda connection: connection.execute(statement), writes=True, short=True
+        )
+
+
+def _is_unavailable(error: Exception) -> bool:
     """Whether ``error`` says the database is out of reach or busy, rather than that the
     query is wrong: no free connection in the pool, no connection to be had (an error before
-    any statement), a lost connection, a timeout, a lock."""
-    if isinstance(error, sa.exc.TimeoutError) or error.connection_invalidated:
+    any statement), a lost connection, a timeout (the server's, the driver's or the
+    transaction's deadline), a lock. asyncpg's own errors come as they are when they happen
+    outside a statement SQLAlchemy runs: connecting (``ConnectionRefusedError``, a
+    ``TimeoutError`` from a server that accepts but does not answer) or setting a
+    transaction's timeouts."""
+    if isinstance(
+        error,
+        # OSError: TimeoutError too; asyncpg: the connection closed, or never opened.
+        sa.exc.TimeoutError | OSError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError,
+    ):
         return True
-    if error.statement is None:  # connecting failed
+    if isinstance(error, asyncpg.PostgresError):
+        return _is_unavailable_sqlstate(error.sqlstate)
+    if not isinstance(error, sa.exc.DBAPIError):
+        return False
+    if error.connection_invalidated or error.statement is None:  # None: connecting failed
         return True
     if isinstance(error.orig, sqlite3.Error):
         return _is_busy(error)
-    sqlstate: str | None = getattr(error.orig, "sqlstate", None)
+    return _is_unavailable_sqlstate(getattr(error.orig, "sqlstate", None))
+
+
+def _is_unavailable_sqlstate(sqlstate: str | None) -> bool:
     return sqlstate is not None and sqlstate.startswith(_UNAVAILABLE_SQLSTATE_PREFIXES)
+
+
+@dataclass
+class _Outage:
+    """This process could not reach its database since ``started`` (``time.monotonic``);
+    ``refused``: the transactions refused since."""
+
+    started: float
+    refused: int = 0
 
 
 def _is_busy(error: sa.exc.DBAPIError) -> bool:
@@ -539,19 +760,72 @@ def _take_count_statement(dialect: str) -> sa.Insert:
     )
 
 
-def _adjust_count_statement(dialect: str) -> sa.Update:
+def _adjust_count_statement(dialect: str, *, returning_present: bool = False) -> sa.Update:
     """Add ``added`` to the account's count, less those of the listed ``ids`` stored
-    already: before an upsert of N ids, ``added=N``; before deleting ids, ``added=0``."""
-    present = (
-        sa.select(sa.func.count())
-        .where(deals.c.account_id == sa.bindparam("account"), _listed(deals.c.id, dialect))
-        .scalar_subquery()
+    already: before an upsert of N ids, ``added=N``; before deleting ids, ``added=0``.
+    ``returning_present``: the statement returns those stored ids (PostgreSQL only).
+
+    On PostgreSQL each listed id is looked up on its own (``unnest`` joined to a ``LATERAL``
+    subquery with ``LIMIT 1``, which the planner can neither flatten nor turn into a hash
+    join): the only plans left are one probe of the primary key per id, or a scan per id,
+    which costs more than a probe from ten pages on. ``count(*) ... id = ANY($ids)`` was
+    planned from statistics: without them (autovacuum off, or a table filling up before its
+    first ANALYZE) PostgreSQL walked the whole account through the index on
+    ``account_id`` alone, for the generic plan asyncpg cached (prepared while the table was
+    empty) and for custom plans alike: 40,000 deals imported by 6 clients took 60 ms per
+    upload at first and 400 ms at the end (BENCHMARKS.md, "A first import")."""
+    if dialect != "postgresql":
+        present = (
+            sa.select(sa.func.count())
+            .where(deals.c.account_id == sa.bindparam("account"), _listed(deals.c.id, dialect))
+            .scalar_subquery()
+        )
+        return (
+            sa.update(deal_counts)
+            .where(deal_counts.c.account_id == sa.bindparam("account"))
+            .values(deals=deal_counts.c.deals + sa.bindparam("added") - present)
+        )
+    listed = (
+        sa.func.unnest(sa.bindparam("ids", type_=postgresql.ARRAY(sa.Text)))
+        .table_valued("id")
+        .render_derived(name="listed")
     )
-    return (
+    probe = (
+        sa.select(deals.c.id)
+        .where(deals.c.account_id == sa.bindparam("account"), deals.c.id == listed.c.id)
+        .limit(sa.literal_column("1"))  # a literal: a parameter would be planned as unknown
+        .lateral("found")
+    )
+    stored = sa.select(probe.c.id).select_from(listed.join(probe, sa.true())).cte("stored")
+    statement = (
         sa.update(deal_counts)
         .where(deal_counts.c.account_id == sa.bindparam("account"))
-        .values(deals=deal_counts.c.deals + sa.bindparam("added") - present)
+        .values(
+            deals=deal_counts.c.deals
+            + sa.bindparam("added")
+            - sa.select(sa.func.count()).select_from(stored).scalar_subquery()
+        )
     )
+    if returning_present:
+        return statement.returning(sa.select(sa.func.array_agg(stored.c.id)).scalar_subquery())
+    return statement
+
+
+def _count_statement(dialect: str) -> sa.Select[Any]:
+    """The account's count of deals, the first statement of a page's transaction.
+
+    On PostgreSQL it also turns sorting off for the rest of that transaction
+    (``set_config(..., true)`` is ``SET LOCAL``, in the same round trip), so the page that
+    follows is read in id order from the primary key, never sorted: without statistics
+    (autovacuum off, or before a new table's first ANALYZE) PostgreSQL takes an account for
+    a few dozen rows, and its custom plans (every plan, once statements are not prepared)
+    read the whole account and sorted it, 19 ms for the first page of 100,000 deals and
+    45 ms for the middle one, against well under a millisecond through the index. With
+    sorting off, the ordered index scan is the only plan without a penalty."""
+    statement = sa.select(deal_counts.c.deals)
+    if dialect == "postgresql":
+        statement = statement.add_columns(sa.func.set_config("enable_sort", "off", True))
+    return statement.where(deal_counts.c.account_id == sa.bindparam("account"))
 
 
 def _listed(column: sa.Column[str], dialect: str) -> sa.ColumnElement[bool]:

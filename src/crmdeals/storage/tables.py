@@ -90,3 +90,20 @@ server_secrets = sa.Table(
 )
 """Secrets the server makes for itself (the key that signs panel links and inspector
 sessions, when ``CRMDEALS_SECRET_KEY`` is unset), shared by every process and machine."""
+
+inspector_sessions = sa.Table(
+    "inspector_sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column(
+        "key_id", sa.Integer, sa.ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_inspector_sessions_expires_at", "expires_at"),
+)
+"""The inspector's live sessions, one row each: the signed cookie names a row, and a
+session is live only while its row is. Signing out deletes the row, so a copy of the
+cookie kept from before stops working at once (a signature alone cannot be taken back).
+A session of a revoked key is refused by the key's ``revoked_at``; rows past
+``expires_at`` are deleted by later sign-ins."""

@@ -3,14 +3,18 @@ API stores them: a table (100 a page) with filters and search, and each deal's J
 Read-only.
 
 The session is a cookie (HttpOnly, SameSite=Strict, Path=/inspect, Secure over HTTPS) that
-holds a signed token naming the SHA-256 of the key and an expiry, never the key itself.
-Every request checks the token and looks the key up again, so a revoked key ends its
+holds a signed token naming a session the server keeps (``inspector_sessions``) and an
+expiry, never the key itself. Every request checks the token, then looks the session and its
+key up again: signing out deletes the session, so a copy of the cookie taken before (a
+signature alone cannot be taken back) stops working at once, and a revoked key ends its
 sessions at once. The two forms (sign in, sign out) are POSTs that must come from this
 server's own pages: SameSite=Strict, and their ``Origin`` must be this server's.
 """
 
+import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlencode
 
 import msgspec
@@ -23,7 +27,7 @@ from crmdeals.api.ratelimit import RateLimiter
 from crmdeals.deals.validation import is_storable_id
 from crmdeals.limits import MAX_NAME_LENGTH, PAGE_SIZE
 from crmdeals.signing import ServerSigner
-from crmdeals.storage import Store
+from crmdeals.storage import Account, Store
 from crmdeals.web.pages import PageRoute, render
 
 SESSION_COOKIE = "crmdeals_inspector"
@@ -38,9 +42,11 @@ _encode = msgspec.json.Encoder().encode
 
 
 class InspectorSession(msgspec.Struct, forbid_unknown_fields=True):
-    """What the session cookie says: signed in with the key of this hash until ``expires``."""
+    """What the session cookie says: the server's session ``session``, until ``expires``.
+    (Cookies signed before sessions were kept name a key hash instead: they no longer
+    decode, so they sign nobody in.)"""
 
-    key_hash: str
+    session: str
     expires: int
 
 
@@ -68,15 +74,15 @@ class TableQuery:
 
 @router.get("")
 async def deals_table(request: Request) -> Response:
-    account_id = await _signed_in_account(request)
-    if account_id is None:
+    account = await _signed_in_account(request)
+    if account is None:
         return _sign_in_page(request)
     query, problems = _table_query(request)
     store = _store(request)
     page = None
     if not problems:
         page = await store.find_deals(
-            account_id=account_id,
+            account_id=account.id,
             offset=(query.page - 1) * PAGE_SIZE,
             limit=PAGE_SIZE,
             contact_id=query.contact or None,
@@ -92,26 +98,26 @@ async def deals_table(request: Request) -> Response:
         problems=problems,
         page=page,
         page_size=PAGE_SIZE,
-        account_id=account_id,
+        account=account,
     )
 
 
 @router.get("/deal")
 async def deal_detail(request: Request) -> Response:
-    account_id = await _signed_in_account(request)
-    if account_id is None:
+    account = await _signed_in_account(request)
+    if account is None:
         return _sign_in_page(request)
     deal_id = request.query_params.get("id", "")
     deal = None
     if is_storable_id(deal_id):
-        deal = await _store(request).get_deal(account_id=account_id, deal_id=deal_id)
+        deal = await _store(request).get_deal(account_id=account.id, deal_id=deal_id)
     return render(
         "inspect_deal.html",
         status=200 if deal else 404,
         deal=deal,
         deal_id=deal_id,
         json=_encode(deal).decode() if deal else None,
-        account_id=account_id,
+        account=account,
     )
 
 
@@ -122,11 +128,17 @@ async def sign_in(request: Request) -> Response:
     await _count_request(request, None)
     form = await _form(request)
     key = form.get("key", "").strip()
-    key_hash = hash_key(key)
-    if await _store(request).account_id_for_key_hash(key_hash) is None:
+    session = InspectorSession(
+        session=secrets.token_urlsafe(32), expires=int(time.time()) + SESSION_SECONDS
+    )
+    started = await _store(request).start_inspector_session(
+        session_id=session.session,
+        key_hash=hash_key(key),
+        expires_at=datetime.fromtimestamp(session.expires, UTC),
+    )
+    if not started:
         return _sign_in_page(request, status=401, error="That API key is not valid.")
     signer = await _server_signer(request).get()
-    session = InspectorSession(key_hash=key_hash, expires=int(time.time()) + SESSION_SECONDS)
     response = RedirectResponse("/inspect", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -144,25 +156,36 @@ async def sign_in(request: Request) -> Response:
 async def sign_out(request: Request) -> Response:
     if not _from_this_server(request):
         return _refused()
+    session = await _session(request)
+    if session is not None:
+        await _store(request).end_inspector_session(session.session)
     response = RedirectResponse("/inspect", status_code=303)
     _forget_session(response, request)
     return response
 
 
-async def _signed_in_account(request: Request) -> int | None:
-    """The account of the session cookie, if it is valid and its key is still live (the
-    request then counts against the account's rate limit)."""
+async def _session(request: Request) -> InspectorSession | None:
+    """What the session cookie says, if this server signed it and it has not expired."""
     token = request.cookies.get(SESSION_COOKIE)
     if token is None:
         return None
     session = (await _server_signer(request).get()).verify(PURPOSE, token, InspectorSession)
     if session is None or session.expires <= time.time():
         return None
-    account_id = await _store(request).account_id_for_key_hash(session.key_hash)
-    if account_id is not None:
-        request.state.account_id = account_id  # for the access log
-        await _count_request(request, account_id)
-    return account_id
+    return session
+
+
+async def _signed_in_account(request: Request) -> Account | None:
+    """The account of the session cookie, if the session is live (not signed out of, its
+    key not revoked); the request then counts against the account's rate limit."""
+    session = await _session(request)
+    if session is None:
+        return None
+    account = await _store(request).inspector_session_account(session.session)
+    if account is not None:
+        request.state.account_id = account.id  # for the access log
+        await _count_request(request, account.id)
+    return account
 
 
 async def _count_request(request: Request, account_id: int | None) -> None:

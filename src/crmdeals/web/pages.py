@@ -41,15 +41,17 @@ def render(
     *,
     status: int = 200,
     frame_ancestors: str = "'none'",
+    policy: str | None = None,
     headers: dict[str, str] | None = None,
     **context: Any,
 ) -> Response:
-    """``template`` rendered as a page that ``frame_ancestors`` may show in a frame."""
+    """``template`` rendered as a page that ``frame_ancestors`` may show in a frame; with
+    ``policy``, a page whose Content-Security-Policy is that one (the API docs')."""
     html = templates.get_template(template).render(stylesheet=STYLESHEET_PATH, **context)
     response = Response(html, status, media_type="text/html")
     response.headers.update(
         {
-            "Content-Security-Policy": content_security_policy(frame_ancestors),
+            "Content-Security-Policy": policy or content_security_policy(frame_ancestors),
             "Cache-Control": "no-store",
             "Referrer-Policy": "same-origin",
             "X-Content-Type-Options": "nosniff",

@@ -37,9 +37,12 @@ async def create_panel_link(
     body = await read_body(request, request.app.state.settings.max_body_bytes)
     user_id, contact_id, ttl_seconds = panel.parse_link_request(body)
     server_signer: ServerSigner = request.app.state.signer
+    # The configured public address when there is one: the Host header is whatever the
+    # client (or a proxy in between) sent, which may not be where browsers reach the panel.
+    public_url: str | None = request.app.state.settings.public_url
     link = panel.issue_link(
         await server_signer.get(),
-        base_url=str(request.base_url),
+        base_url=public_url or str(request.base_url),
         account_id=account_id,
         user_id=user_id,
         contact_id=contact_id,
