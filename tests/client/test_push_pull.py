@@ -273,12 +273,14 @@ def test_the_readme_push_example_prints_what_the_readme_says(
 ) -> None:
     script, expected_output = push_example()
     assert len(expected_output) == 3
+    clone = tmp_path / "clone"  # where the README's reader runs it
+    clone.mkdir()
     script = script.replace(DOCUMENTED_URL, server.url).replace(
-        ".venv/bin/", f"{Path(sys.executable).parent}/"
+        "$PWD/.venv/bin/", f"{Path(sys.executable).parent}/"
     )
     result = subprocess.run(
         ["/bin/bash", "-euo", "pipefail", "-c", script],
-        cwd=tmp_path,
+        cwd=clone,
         env={**os.environ, "KEY": server.key},
         capture_output=True,
         text=True,
@@ -287,3 +289,4 @@ def test_the_readme_push_example_prints_what_the_readme_says(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == expected_output
+    assert list(clone.iterdir()) == []  # its files went to a temporary folder
