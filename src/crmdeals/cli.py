@@ -338,6 +338,10 @@ def serve(
             access_log=False,
             log_config=logging_config(settings.log_level),
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            # uvicorn would believe X-Forwarded-For from 127.0.0.1 unless told otherwise, so
+            # any local program could pick the address its requests are limited by.
+            proxy_headers=settings.forwarded_allow_ips is not None,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
         )
 
 

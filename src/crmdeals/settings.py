@@ -70,6 +70,12 @@ class Settings(BaseSettings):
         "has waited longest for a request is closed. Unset: 10,000, or fewer if the file "
         "limit requires (it less an eighth, at least 128, kept for other files).",
     )
+    forwarded_allow_ips: str | None = Field(
+        None,
+        description="The proxies (load balancers) whose X-Forwarded-For and "
+        "X-Forwarded-Proto headers are believed: addresses or networks separated by commas. "
+        "Unset: none, so a client cannot choose the address it is rate-limited by.",
+    )
     sandbox: bool = Field(
         False,
         description="Sandbox mode for integrators: the /sandbox routes (reset, seed, "

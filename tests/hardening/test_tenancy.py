@@ -7,6 +7,7 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from hashlib import sha256
+from pathlib import Path
 
 import httpx
 import pytest
@@ -229,3 +230,24 @@ def test_a_flood_of_wrong_keys_is_limited_by_address_and_slows_no_account(
     assert Counter(flood) == {401: FLOOD_LIMIT, 429: len(wrong_keys) - FLOOD_LIMIT}
     assert flood[:FLOOD_LIMIT] == [401] * FLOOD_LIMIT
     assert accounts == {"a": [200] * (FLOOD_LIMIT - 10), "b": [200] * (FLOOD_LIMIT - 10)}
+
+
+def unkeyed_statuses(server: ServerProcess, addresses: list[str]) -> list[int]:
+    """The statuses of requests without a key, each claiming another client address."""
+    with httpx.Client(base_url=server.url) as client:
+        return [
+            client.get("/v3/deals", headers={"X-Forwarded-For": address}).status_code
+            for address in addresses
+        ]
+
+
+@pytest.mark.e2e
+def test_a_local_client_cannot_pick_the_address_it_is_limited_by(tmp_path: Path) -> None:
+    """uvicorn believes ``X-Forwarded-For`` from 127.0.0.1 unless told otherwise; crmdeals
+    believes it from nobody unless ``CRMDEALS_FORWARDED_ALLOW_IPS`` names the proxy."""
+    addresses = [f"203.0.113.{n}" for n in range(4)]
+    with ServerProcess(tmp_path / "default", env={"CRMDEALS_RATE_LIMIT": "2/60s"}) as server:
+        assert unkeyed_statuses(server, addresses) == [401, 401, 429, 429]
+    behind_a_proxy = {"CRMDEALS_RATE_LIMIT": "2/60s", "CRMDEALS_FORWARDED_ALLOW_IPS": "127.0.0.1"}
+    with ServerProcess(tmp_path / "proxied", env=behind_a_proxy) as server:
+        assert unkeyed_statuses(server, addresses) == [401, 401, 401, 401]
