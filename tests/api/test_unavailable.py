@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from crmdeals.app import create_app
 from crmdeals.settings import Settings
 from crmdeals.storage import Store
-from crmdeals.storage.store import WRITE_ATTEMPTS
+from crmdeals.storage.transactions import WRITE_ATTEMPTS
 from tests.api.test_errors import assert_envelope
 from tests.conftest import KEY_A, all_deals, make_deal
 

@@ -12,8 +12,9 @@ from alembic.config import Config
 
 from crmdeals.deals.schemas import Deal
 from crmdeals.storage import Store, connect, upgrade
+from crmdeals.storage.deals import Deals
+from crmdeals.storage.dialects import dialect_for
 from crmdeals.storage.engine import MIGRATIONS
-from crmdeals.storage.store import _contact_index_statements
 from crmdeals.storage.tables import deal_contacts, deals
 from tests import services
 
@@ -160,7 +161,7 @@ def test_replacing_a_deals_index_rows_does_not_read_the_account(empty_database: 
                 [{"account_id": 1, "contact_id": "c", "deal_id": f"d{n}"} for n in range(3000)],
             )
         explain = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN "
-        unindex = _contact_index_statements(engine.dialect.name)[0].compile(dialect=engine.dialect)
+        unindex = Deals(dialect_for(engine)).contact_index.unindex.compile(dialect=engine.dialect)
         parameters: dict[str, object] = (
             {"account_id": 1, "batch": '[{"id": "d5", "contacts": ["c"]}]'}
             if engine.dialect.name == "sqlite"

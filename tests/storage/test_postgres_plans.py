@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import psycopg
@@ -27,7 +27,9 @@ from sqlalchemy.dialects.postgresql import asyncpg
 from crmdeals.accounts import create_account, hash_key
 from crmdeals.deals.schemas import Deal
 from crmdeals.storage import Store, connect, connect_async, upgrade
-from crmdeals.storage.store import _KEY_ACCOUNT, _ONE_DEAL, _PAGE, _PAGE_FROM_END
+from crmdeals.storage.accounts import _KEY_ACCOUNT
+from crmdeals.storage.deals import _ONE_DEAL, _PAGE, _PAGE_FROM_END
+from crmdeals.storage.dialects import _PostgreSQLListedDelete
 from tests import services
 
 pytestmark = pytest.mark.postgres
@@ -68,20 +70,22 @@ class Hot:
 def hot_statements(store: Store, account_id: int, key: str) -> dict[str, Hot]:
     listed = [deal(number).id for number in range(4_000, 4_100)]
     deal_keys: dict[str, tuple[str, ...]] = {"deals": ("account_id", "id")}
+    deals = store._deals
+    delete_listed = cast(_PostgreSQLListedDelete, deals.delete_listed)
     return {
         "key lookup": Hot(_KEY_ACCOUNT, {"key_hash": hash_key(key)}, {"api_keys": ("key_hash",)}),
-        "count": Hot(store._count, {"account": account_id}, {}),
-        "count take": Hot(store._take_count, {"account": account_id}, {}),
+        "count": Hot(deals.count, {"account": account_id}, {}),
+        "count take": Hot(deals.take_count, {"account": account_id}, {}),
         "count adjust (upload)": Hot(
-            store._adjust_count, {"account": account_id, "ids": listed, "added": 100}, deal_keys
+            deals.adjust_count, {"account": account_id, "ids": listed, "added": 100}, deal_keys
         ),
         "count adjust (delete)": Hot(
-            store._adjust_count_for_delete,
+            delete_listed.adjust_count,
             {"account": account_id, "ids": listed, "added": 0},
             deal_keys,
         ),
         "upsert": Hot(
-            store._upsert,
+            deals.upsert_statement,
             {
                 "account_id": account_id,
                 "id": listed,
@@ -94,12 +98,12 @@ def hot_statements(store: Store, account_id: int, key: str) -> dict[str, Hot]:
             {},
         ),
         "contact index delete": Hot(
-            store._unindex_replaced,
+            deals.contact_index.unindex,
             {"account_id": account_id, "deal_id": listed[0], "contacts": ["contact-1"]},
             {"deal_contacts": ("account_id", "deal_id")},
         ),
         "contact index insert": Hot(
-            store._index_new,
+            deals.contact_index.index,
             {"account_id": account_id, "contact_id": "contact-1", "deal_id": listed[0]},
             {},
         ),
@@ -117,7 +121,7 @@ def hot_statements(store: Store, account_id: int, key: str) -> dict[str, Hot]:
         ),
         "one deal": Hot(_ONE_DEAL, {"account": account_id, "deal_id": listed[0]}, deal_keys),
         "delete listed (each)": Hot(
-            store._delete_one, {"account": account_id, "deal_id": listed[0]}, deal_keys
+            delete_listed.delete_one, {"account": account_id, "deal_id": listed[0]}, deal_keys
         ),
         # The foreign key's own statement behind that delete (PostgreSQL's text of it).
         "delete cascade to the contact index": Hot(

@@ -30,7 +30,7 @@ async def test_every_transaction_sets_the_timeouts_on_the_server(database_url: s
     )
     try:
         for _ in range(3):  # each transaction, not only a connection's first
-            assert await store._transaction(_timeouts) == ("2500ms", "2500ms")  # asyncpg
+            assert await store._transactions.run(_timeouts) == ("2500ms", "2500ms")  # asyncpg
             assert store.run_transaction(_timeouts, writes=False) == ("2500ms", "2500ms")
     finally:
         await store.dispose()
