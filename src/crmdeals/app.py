@@ -48,20 +48,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # crmdeals.web.docs serves /docs itself, without a CDN
         redoc_url=None,  # and no second viewer (see crmdeals.web.docs)
     )
+    # The one home of the server's objects; crmdeals.api.deps is the only code reading it.
     app.state.settings = settings
     app.state.store = store
     app.state.rate_limiter = rate_limiter
     app.state.signer = ServerSigner(settings, store)
+    sandbox_state = Sandbox(sandbox.faultable_operations()) if settings.sandbox else None
+    app.state.sandbox = sandbox_state
     app.include_router(deals.router)
     app.include_router(panel.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(web.router)
-    app.state.sandbox = None
     if settings.sandbox:
         app.include_router(sandbox.router)
-        app.state.sandbox = Sandbox(sandbox.faultable_operations())
-    app.add_middleware(RequestContext)
+    app.add_middleware(RequestContext, sandbox=sandbox_state)
     install_error_handlers(app)
     install_openapi(app)
     return app

@@ -15,8 +15,6 @@ import msgspec
 from msgspec import Meta
 
 from crmdeals.deals.schemas import IdInput
-from crmdeals.deals.validation import field_problems
-from crmdeals.errors import InvalidJson, InvalidRequest
 from crmdeals.signing import Signer
 
 PURPOSE = "panel-link"
@@ -29,7 +27,8 @@ TtlSeconds = Annotated[int, Meta(ge=MIN_TTL_SECONDS, le=MAX_TTL_SECONDS)]
 
 class PanelLinkRequest(msgspec.Struct):
     """The body of ``POST /v3/panel/links``: whose panel, about which contact, for how long.
-    Ids are sent as deals' ids are (strings, or integers read as their decimal text)."""
+    Ids are sent as deals' ids are (strings, or integers read as their decimal text).
+    Read by ``crmdeals.api.body.parse_json_object``, which names every invalid field."""
 
     userId: IdInput
     contactId: IdInput
@@ -51,28 +50,6 @@ class PanelGrant(msgspec.Struct, forbid_unknown_fields=True):
     user: str
     contact: str
     expires: int
-
-
-_object_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
-_REQUEST_FIELDS = msgspec.structs.fields(PanelLinkRequest)
-
-
-def parse_link_request(body: bytes) -> tuple[str, str, int]:
-    """The user id, contact id (as text) and ttl of a ``POST /v3/panel/links`` body.
-
-    Raises ``InvalidJson``, or ``InvalidRequest`` listing every invalid field.
-    """
-    try:
-        fields = _object_decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequest("The body must be a JSON object.", {"body": str(exc)}) from None
-    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
-        raise InvalidJson("The body is not valid JSON.") from None
-    problems = field_problems(fields, _REQUEST_FIELDS)
-    if problems:
-        raise InvalidRequest("The panel link request is invalid.", problems)
-    request = msgspec.json.decode(body, type=PanelLinkRequest)  # every field is valid
-    return str(request.userId), str(request.contactId), request.ttlSeconds
 
 
 def issue_link(

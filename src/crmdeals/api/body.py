@@ -1,8 +1,24 @@
-"""Reading a request body without ever holding more than the configured limit."""
+"""Request bodies: read without ever holding more than the configured limit, and the bodies
+that are one JSON object parsed with the same ``INVALID_JSON`` wording as uploads.
 
+Uploads and bulk deletes (arrays) are parsed by ``crmdeals.batch``; ``parse_json`` takes its
+reasons from there, so every route says "The body is not valid JSON: <reason>." alike.
+"""
+
+from typing import TypeVar
+
+import msgspec
 from fastapi import Request
 
-from crmdeals.errors import PayloadTooLarge
+from crmdeals.batch import _reason as not_json_reason
+from crmdeals.batch import _utf8 as body_text
+from crmdeals.batch import field_problems
+from crmdeals.errors import InvalidJson, InvalidRequest, PayloadTooLarge
+
+T = TypeVar("T")
+StructT = TypeVar("StructT", bound=msgspec.Struct)
+
+_object_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -19,3 +35,26 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def parse_json(body: bytes, decoder: msgspec.json.Decoder[T], *, wrong_shape: str) -> T:
+    """``body`` read by ``decoder``. ``InvalidJson`` when it is not JSON (not UTF-8,
+    malformed, nested too deeply); ``InvalidRequest(wrong_shape)`` with msgspec's reason
+    when it is JSON that ``decoder`` does not take."""
+    text = body_text(body)
+    try:
+        return decoder.decode(text)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(wrong_shape, {"body": str(exc)}) from None
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise InvalidJson(f"The body is not valid JSON: {not_json_reason(exc, text)}.") from None
+
+
+def parse_json_object(body: bytes, struct: type[StructT], *, invalid: str) -> StructT:
+    """A body that is one JSON object, as ``struct``; ``InvalidRequest(invalid)`` naming
+    every missing or invalid field (U+0000 refused in strings), as uploads name them."""
+    fields = parse_json(body, _object_decoder, wrong_shape="The body must be a JSON object.")
+    problems = field_problems(fields, msgspec.structs.fields(struct))
+    if problems:
+        raise InvalidRequest(invalid, problems)
+    return msgspec.json.decode(body, type=struct)  # every field is valid

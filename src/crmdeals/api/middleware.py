@@ -48,11 +48,13 @@ class RequestContext:
     exception into ``500 INTERNAL_ERROR`` that shows nothing but the id.
 
     The log line holds method, route template, status, duration, account id and request id;
-    never a header value or a body, so keys and deal data stay out of the logs.
+    never a header value or a body, so keys and deal data stay out of the logs. In sandbox
+    mode, each API request is also written to its account's log in ``sandbox``.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, sandbox: Sandbox | None = None) -> None:
         self.app = app
+        self.sandbox = sandbox
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -86,10 +88,10 @@ class RequestContext:
                 state["error_code"] = InternalError.code
                 await error_response(InternalError(request_id))(scope, receive, send_with_id)
         finally:
-            _record(scope, status, time.perf_counter() - started)
+            _record(scope, status, time.perf_counter() - started, self.sandbox)
 
 
-def _record(scope: Scope, status: int, seconds: float) -> None:
+def _record(scope: Scope, status: int, seconds: float, sandbox: Sandbox | None) -> None:
     """Write the access log line and count the request in the metrics."""
     method = scope["method"]
     # The route template, "/v3/deals/{deal_id}" as in OpenAPI; None when no route matched.
@@ -107,7 +109,6 @@ def _record(scope: Scope, status: int, seconds: float) -> None:
     route_label = route or "unmatched"
     metrics.REQUESTS.labels(method=method, route=route_label, status=status).inc()
     metrics.REQUEST_SECONDS.labels(method=method, route=route_label).observe(seconds)
-    sandbox: Sandbox | None = scope["app"].state.sandbox
     if sandbox is not None and fields["account_id"] and route and route.startswith("/v3/"):
         query = scope["query_string"].decode("latin-1")
         entry = LoggedRequest(

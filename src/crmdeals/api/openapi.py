@@ -91,6 +91,17 @@ def json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
     }
 
 
+def offset_parameter(plural: str) -> dict[str, Any]:
+    """The ``offset`` query parameter of a list (``api.resource.page_offset`` reads it)."""
+    return {
+        "name": "offset",
+        "in": "query",
+        "required": False,
+        "description": f"How many {plural} to skip.",
+        "schema": {"type": "integer", "minimum": 0, "default": 0},
+    }
+
+
 def responses(
     ok: str, *errors: int, schema: dict[str, Any] | None = None
 ) -> dict[int | str, dict[str, Any]]:

@@ -15,19 +15,20 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Annotated
 from urllib.parse import parse_qs, urlencode
 
 import msgspec
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import RedirectResponse
 
 from crmdeals.accounts import hash_key
 from crmdeals.api.body import read_body
-from crmdeals.api.ratelimit import RateLimiter
+from crmdeals.api.deps import RateLimiterDep, SignerDep, StoreDep, count_request
 from crmdeals.deals.validation import is_storable_id
 from crmdeals.limits import MAX_NAME_LENGTH, PAGE_SIZE
 from crmdeals.signing import ServerSigner
-from crmdeals.storage import Account, Store
+from crmdeals.storage import Account
 from crmdeals.web.pages import PageRoute, render
 
 SESSION_COOKIE = "crmdeals_inspector"
@@ -72,13 +73,29 @@ class TableQuery:
         return "/inspect?" + urlencode({**query, "page": page})
 
 
+async def signed_in_account(
+    request: Request, store: StoreDep, signer: SignerDep, limiter: RateLimiterDep
+) -> Account | None:
+    """The account of the session cookie, if the session is live (not signed out of, its
+    key not revoked); the request then counts against the account's rate limit."""
+    session = await _session(request, signer)
+    if session is None:
+        return None
+    account = await store.inspector_session_account(session.session)
+    if account is not None:
+        request.state.account_id = account.id  # for the access log
+        await count_request(request, limiter, account.id)
+    return account
+
+
+SignedInAccount = Annotated[Account | None, Depends(signed_in_account)]
+
+
 @router.get("")
-async def deals_table(request: Request) -> Response:
-    account = await _signed_in_account(request)
+async def deals_table(request: Request, account: SignedInAccount, store: StoreDep) -> Response:
     if account is None:
         return _sign_in_page(request)
     query, problems = _table_query(request)
-    store = _store(request)
     page = None
     if not problems:
         page = await store.find_deals(
@@ -103,14 +120,13 @@ async def deals_table(request: Request) -> Response:
 
 
 @router.get("/deal")
-async def deal_detail(request: Request) -> Response:
-    account = await _signed_in_account(request)
+async def deal_detail(request: Request, account: SignedInAccount, store: StoreDep) -> Response:
     if account is None:
         return _sign_in_page(request)
     deal_id = request.query_params.get("id", "")
     deal = None
     if is_storable_id(deal_id):
-        deal = await _store(request).get_deal(account_id=account.id, deal_id=deal_id)
+        deal = await store.get_deal(account_id=account.id, deal_id=deal_id)
     return render(
         "inspect_deal.html",
         status=200 if deal else 404,
@@ -122,27 +138,28 @@ async def deal_detail(request: Request) -> Response:
 
 
 @router.post("/sign-in")
-async def sign_in(request: Request) -> Response:
+async def sign_in(
+    request: Request, store: StoreDep, signer: SignerDep, limiter: RateLimiterDep
+) -> Response:
     if not _from_this_server(request):
         return _refused()
-    await _count_request(request, None)
+    await count_request(request, limiter, None)  # sign-in attempts count by address
     form = await _form(request)
     key = form.get("key", "").strip()
     session = InspectorSession(
         session=secrets.token_urlsafe(32), expires=int(time.time()) + SESSION_SECONDS
     )
-    started = await _store(request).start_inspector_session(
+    started = await store.start_inspector_session(
         session_id=session.session,
         key_hash=hash_key(key),
         expires_at=datetime.fromtimestamp(session.expires, UTC),
     )
     if not started:
         return _sign_in_page(request, status=401, error="That API key is not valid.")
-    signer = await _server_signer(request).get()
     response = RedirectResponse("/inspect", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        signer.sign(PURPOSE, session),
+        (await signer.get()).sign(PURPOSE, session),
         max_age=SESSION_SECONDS,
         path="/inspect",
         secure=request.url.scheme == "https",
@@ -153,48 +170,26 @@ async def sign_in(request: Request) -> Response:
 
 
 @router.post("/sign-out")
-async def sign_out(request: Request) -> Response:
+async def sign_out(request: Request, store: StoreDep, signer: SignerDep) -> Response:
     if not _from_this_server(request):
         return _refused()
-    session = await _session(request)
+    session = await _session(request, signer)
     if session is not None:
-        await _store(request).end_inspector_session(session.session)
+        await store.end_inspector_session(session.session)
     response = RedirectResponse("/inspect", status_code=303)
     _forget_session(response, request)
     return response
 
 
-async def _session(request: Request) -> InspectorSession | None:
+async def _session(request: Request, signer: ServerSigner) -> InspectorSession | None:
     """What the session cookie says, if this server signed it and it has not expired."""
     token = request.cookies.get(SESSION_COOKIE)
     if token is None:
         return None
-    session = (await _server_signer(request).get()).verify(PURPOSE, token, InspectorSession)
+    session = (await signer.get()).verify(PURPOSE, token, InspectorSession)
     if session is None or session.expires <= time.time():
         return None
     return session
-
-
-async def _signed_in_account(request: Request) -> Account | None:
-    """The account of the session cookie, if the session is live (not signed out of, its
-    key not revoked); the request then counts against the account's rate limit."""
-    session = await _session(request)
-    if session is None:
-        return None
-    account = await _store(request).inspector_session_account(session.session)
-    if account is not None:
-        request.state.account_id = account.id  # for the access log
-        await _count_request(request, account.id)
-    return account
-
-
-async def _count_request(request: Request, account_id: int | None) -> None:
-    """Count the request against the rate limit as the API would: the account's, or the
-    client address's (sign-in attempts)."""
-    limiter: RateLimiter | None = request.app.state.rate_limiter
-    if limiter is not None:
-        client = request.client.host if request.client else "unknown"
-        await limiter.hit(f"account:{account_id}" if account_id else f"address:{client}")
 
 
 def _sign_in_page(request: Request, *, status: int = 200, error: str | None = None) -> Response:
@@ -267,13 +262,3 @@ def _table_query(request: Request) -> tuple[TableQuery, dict[str, str]]:
     if len(query.search) > MAX_NAME_LENGTH or "\x00" in query.search:
         problems["q"] = f"Search for at most {MAX_NAME_LENGTH} characters."
     return query, problems
-
-
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
-
-
-def _server_signer(request: Request) -> ServerSigner:
-    signer: ServerSigner = request.app.state.signer
-    return signer

@@ -4,8 +4,7 @@ ones first, as the chat window shows them beside a conversation (from 320 px wid
 from fastapi import APIRouter, Request, Response
 
 from crmdeals import panel
-from crmdeals.signing import ServerSigner
-from crmdeals.storage import Store
+from crmdeals.api.deps import SettingsDep, SignerDep, StoreDep
 from crmdeals.web.pages import PageRoute, render
 
 SHOWN_PER_GROUP = 100
@@ -15,10 +14,11 @@ router = APIRouter(route_class=PageRoute)
 
 
 @router.get("/panel")
-async def panel_page(request: Request) -> Response:
-    frame_ancestors: str = request.app.state.settings.panel_frame_ancestors
-    server_signer: ServerSigner = request.app.state.signer
-    grant = panel.read_grant(await server_signer.get(), request.query_params.get("token", ""))
+async def panel_page(
+    request: Request, settings: SettingsDep, signer: SignerDep, store: StoreDep
+) -> Response:
+    frame_ancestors = settings.panel_frame_ancestors
+    grant = panel.read_grant(await signer.get(), request.query_params.get("token", ""))
     if grant is None:  # expired, changed or not ours: the same page, saying nothing more
         return render(
             "error.html",
@@ -27,7 +27,6 @@ async def panel_page(request: Request) -> Response:
             title="This link does not work",
             message="It may have expired. Open the deals panel again from the chat.",
         )
-    store: Store = request.app.state.store
     groups = [
         await store.find_deals(
             account_id=grant.account,

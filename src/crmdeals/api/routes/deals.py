@@ -1,26 +1,23 @@
 """The five routes of the contract. Each reads top to bottom: account, body, validation,
-storage, response."""
+storage, response.
+
+The model for the next resources' routes (users, contacts, pipelines): the typed
+dependencies come from ``api/deps.py``, what is not the deal's own from ``api/resource.py``
+(the URL's id, the list's offset, the answers) and ``api/body.py`` (the body)."""
 
 from dataclasses import dataclass
-from typing import Annotated
-from urllib.parse import unquote_to_bytes
 
-import msgspec
-from fastapi import APIRouter, Depends, Request, Response
-from starlette.convertors import Convertor, register_url_convertor
+from fastapi import APIRouter, Request, Response
 
 from crmdeals import metrics
 from crmdeals.api import openapi
-from crmdeals.api.auth import current_account
 from crmdeals.api.body import read_body
+from crmdeals.api.deps import AccountDep, SettingsDep, StoreDep
+from crmdeals.api.resource import empty_response, json_response, page_offset, path_id
 from crmdeals.deals.validation import is_storable_id, parse_deal_batch, parse_id_batch
 from crmdeals.errors import DealNotFound, InvalidRequest
 from crmdeals.limits import MAX_ENTITIES, MAX_ID_LENGTH, PAGE_SIZE
-from crmdeals.storage import Store
 
-_MAX_OFFSET_DIGITS = 18  # a longer offset is past the end of any account
-
-_DEAL_URL_PREFIX = b"/v3/deals/"
 _BOOLEANS = {"true": True, "false": False}
 _FILTER_ID_SCHEMA = {
     "type": "string",
@@ -29,33 +26,7 @@ _FILTER_ID_SCHEMA = {
     "pattern": r"^[^\x00]*$",
 }
 
-AccountId = Annotated[int, Depends(current_account)]
-_encode = msgspec.json.Encoder().encode
 router = APIRouter(prefix="/v3/deals", tags=["deals"])
-
-
-class _AnyText(Convertor[str]):
-    """A path parameter that takes anything, newlines included (``path`` stops at one)."""
-
-    regex = r"[\s\S]*"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("any_text", _AnyText())
-
-
-def _json(content: object) -> Response:
-    return Response(_encode(content), media_type="application/json")
-
-
-def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
 
 
 @router.post(
@@ -69,13 +40,15 @@ def _store(request: Request) -> Store:
     ),
     responses=openapi.responses("Stored; empty body.", 400, 413),
 )
-async def upload_deals(request: Request, account_id: AccountId) -> Response:
-    body = await read_body(request, request.app.state.settings.max_body_bytes)
+async def upload_deals(
+    request: Request, account_id: AccountDep, settings: SettingsDep, store: StoreDep
+) -> Response:
+    body = await read_body(request, settings.max_body_bytes)
     deals = parse_deal_batch(body)
     request.state.deals = len(deals)  # for the sandbox's request log
-    await _store(request).upsert_deals(account_id=account_id, deals=deals)
+    await store.upsert_deals(account_id=account_id, deals=deals)
     metrics.DEALS_PER_UPLOAD.observe(len(deals))
-    return Response()
+    return empty_response()
 
 
 @router.get(
@@ -87,13 +60,7 @@ async def upload_deals(request: Request, account_id: AccountId) -> Response:
     "deals that pass them all are listed, and `count` is how many pass.",
     openapi_extra={
         "parameters": [
-            {
-                "name": "offset",
-                "in": "query",
-                "required": False,
-                "description": "How many deals to skip.",
-                "schema": {"type": "integer", "minimum": 0, "default": 0},
-            },
+            openapi.offset_parameter("deals"),
             {
                 "name": "contactId",
                 "in": "query",
@@ -119,10 +86,10 @@ async def upload_deals(request: Request, account_id: AccountId) -> Response:
     },
     responses=openapi.responses("A page of deals.", 400, schema=openapi.DEALS_PAGE),
 )
-async def list_deals(request: Request, account_id: AccountId) -> Response:
-    offset = _offset(request.query_params.getlist("offset"))
+async def list_deals(request: Request, account_id: AccountDep, store: StoreDep) -> Response:
+    offset = page_offset(request)
     filters = _filters(request)
-    page = await _store(request).find_deals(
+    page = await store.find_deals(
         account_id=account_id,
         offset=offset,
         limit=PAGE_SIZE,
@@ -130,7 +97,7 @@ async def list_deals(request: Request, account_id: AccountId) -> Response:
         responsible_user_id=filters.responsible_user_id,
         closed=filters.closed,
     )
-    return _json(page)
+    return json_response(page)
 
 
 @router.patch(
@@ -142,12 +109,14 @@ async def list_deals(request: Request, account_id: AccountId) -> Response:
         "Deleted; the listed ids that did not exist.", 400, 413, schema=openapi.ID_LIST
     ),
 )
-async def bulk_delete_deals(request: Request, account_id: AccountId) -> Response:
-    body = await read_body(request, request.app.state.settings.max_body_bytes)
+async def bulk_delete_deals(
+    request: Request, account_id: AccountDep, settings: SettingsDep, store: StoreDep
+) -> Response:
+    body = await read_body(request, settings.max_body_bytes)
     deal_ids = parse_id_batch(body)
     request.state.deals = len(deal_ids)  # for the sandbox's request log
-    missing = await _store(request).delete_deals(account_id=account_id, deal_ids=deal_ids)
-    return _json(missing)
+    missing = await store.delete_deals(account_id=account_id, deal_ids=deal_ids)
+    return json_response(missing)
 
 
 @router.get(
@@ -156,14 +125,16 @@ async def bulk_delete_deals(request: Request, account_id: AccountId) -> Response
     response_class=Response,
     responses=openapi.responses("The deal.", 404, schema=openapi.DEAL),
 )
-async def get_deal(request: Request, account_id: AccountId, deal_id: str) -> Response:
-    exact_id = _deal_id(request, deal_id)
+async def get_deal(
+    request: Request, account_id: AccountDep, store: StoreDep, deal_id: str
+) -> Response:
+    sent_id = path_id(request, deal_id)
     deal = None
-    if exact_id is not None and is_storable_id(exact_id):
-        deal = await _store(request).get_deal(account_id=account_id, deal_id=exact_id)
+    if sent_id.storable is not None:
+        deal = await store.get_deal(account_id=account_id, deal_id=sent_id.storable)
     if deal is None:
-        raise DealNotFound(exact_id or deal_id)
-    return _json(deal)
+        raise DealNotFound(sent_id.shown)
+    return json_response(deal)
 
 
 @router.delete(
@@ -172,33 +143,16 @@ async def get_deal(request: Request, account_id: AccountId, deal_id: str) -> Res
     response_class=Response,
     responses=openapi.responses("Deleted; empty body.", 404),
 )
-async def delete_deal(request: Request, account_id: AccountId, deal_id: str) -> Response:
-    exact_id = _deal_id(request, deal_id)
-    deleted = (
-        exact_id is not None
-        and is_storable_id(exact_id)
-        and await _store(request).delete_deal(account_id=account_id, deal_id=exact_id)
+async def delete_deal(
+    request: Request, account_id: AccountDep, store: StoreDep, deal_id: str
+) -> Response:
+    sent_id = path_id(request, deal_id)
+    deleted = sent_id.storable is not None and await store.delete_deal(
+        account_id=account_id, deal_id=sent_id.storable
     )
     if not deleted:
-        raise DealNotFound(exact_id or deal_id)
-    return Response()
-
-
-def _deal_id(request: Request, routed_id: str) -> str | None:
-    """The ``{id}`` of the URL, percent-decoded exactly once, from the bytes the client sent.
-
-    Servers hand over a decoded path too, but decode invalid UTF-8 to U+FFFD (so ``%ff``
-    would name the deal ``"\ufffd"``) and ``%2F`` to a separator; the raw path has neither
-    problem. ``None`` when the id is not UTF-8, which no stored id can match.
-    """
-    raw_path: bytes | None = request.scope.get("raw_path")
-    if raw_path is None:  # a server that gives only the decoded path
-        return routed_id
-    _, _, encoded_id = raw_path.partition(_DEAL_URL_PREFIX)
-    try:
-        return unquote_to_bytes(encoded_id).decode()
-    except UnicodeDecodeError:
-        return None
+        raise DealNotFound(sent_id.shown)
+    return empty_response()
 
 
 @dataclass(frozen=True)
@@ -229,15 +183,3 @@ def _filters(request: Request) -> ListFilters:
         responsible_user_id=ids["responsibleUserId"],
         closed=_BOOLEANS[closed_values[0]] if closed_values else None,
     )
-
-
-def _offset(values: list[str]) -> int:
-    if not values:
-        return 0
-    raw = values[0]
-    if len(values) > 1 or not (raw.isascii() and raw.isdigit()):
-        raise InvalidRequest(
-            "offset must be one non-negative integer.", {"offset": "Expected one `int` >= 0"}
-        )
-    digits = raw.lstrip("0") or "0"
-    return int(digits) if len(digits) <= _MAX_OFFSET_DIGITS else 10**_MAX_OFFSET_DIGITS

@@ -1,10 +1,10 @@
 """``GET /healthz``: whether this process can reach its database."""
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
+from crmdeals.api.deps import StoreDep
 from crmdeals.api.envelope import error_response
 from crmdeals.errors import ServiceUnavailable
-from crmdeals.storage import Store
 
 router = APIRouter(tags=["health"])
 
@@ -29,8 +29,7 @@ router = APIRouter(tags=["health"])
         503: {"description": "The database does not answer (`SERVICE_UNAVAILABLE`)."},
     },
 )
-async def healthz(request: Request) -> Response:
-    store: Store = request.app.state.store
+async def healthz(store: StoreDep) -> Response:
     try:
         await store.ping()
     except Exception:  # any failure to reach the database means "not healthy"

@@ -1,15 +1,12 @@
 """``POST /v3/panel/links``: a signed link to the deals panel of one user and one contact."""
 
-from typing import Annotated
-
-import msgspec
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from crmdeals import panel
 from crmdeals.api import openapi
-from crmdeals.api.auth import current_account
-from crmdeals.api.body import read_body
-from crmdeals.signing import ServerSigner
+from crmdeals.api.body import parse_json_object, read_body
+from crmdeals.api.deps import AccountDep, SettingsDep, SignerDep
+from crmdeals.api.resource import json_response
 
 router = APIRouter(prefix="/v3/panel", tags=["panel"])
 
@@ -32,20 +29,20 @@ router = APIRouter(prefix="/v3/panel", tags=["panel"])
     ),
 )
 async def create_panel_link(
-    request: Request, account_id: Annotated[int, Depends(current_account)]
+    request: Request, account_id: AccountDep, settings: SettingsDep, signer: SignerDep
 ) -> Response:
-    body = await read_body(request, request.app.state.settings.max_body_bytes)
-    user_id, contact_id, ttl_seconds = panel.parse_link_request(body)
-    server_signer: ServerSigner = request.app.state.signer
-    # The configured public address when there is one: the Host header is whatever the
-    # client (or a proxy in between) sent, which may not be where browsers reach the panel.
-    public_url: str | None = request.app.state.settings.public_url
-    link = panel.issue_link(
-        await server_signer.get(),
-        base_url=public_url or str(request.base_url),
-        account_id=account_id,
-        user_id=user_id,
-        contact_id=contact_id,
-        ttl_seconds=ttl_seconds,
+    body = await read_body(request, settings.max_body_bytes)
+    wanted = parse_json_object(
+        body, panel.PanelLinkRequest, invalid="The panel link request is invalid."
     )
-    return Response(msgspec.json.encode(link), media_type="application/json")
+    link = panel.issue_link(
+        await signer.get(),
+        # The configured public address when there is one: the Host header is whatever the
+        # client (or a proxy in between) sent, which may not be where browsers reach the panel.
+        base_url=settings.public_url or str(request.base_url),
+        account_id=account_id,
+        user_id=str(wanted.userId),
+        contact_id=str(wanted.contactId),
+        ttl_seconds=wanted.ttlSeconds,
+    )
+    return json_response(link)

@@ -1,30 +1,26 @@
 """The sandbox's routes (``CRMDEALS_SANDBOX=1``; without it they do not exist): reset an
 account, seed it, arm faults, read its request log. See ``crmdeals.sandbox``."""
 
-from typing import Annotated, Any
-
 import msgspec
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
 from crmdeals.api import openapi
-from crmdeals.api.auth import current_account
-from crmdeals.api.body import read_body
+from crmdeals.api.body import parse_json, read_body
+from crmdeals.api.deps import AccountDep, SandboxDep, SettingsDep, StoreDep
+from crmdeals.api.resource import empty_response, json_response
 from crmdeals.api.routes import deals, panel
-from crmdeals.errors import InvalidJson, InvalidRequest
+from crmdeals.errors import InvalidRequest
 from crmdeals.limits import MAX_ENTITIES
 from crmdeals.sandbox import (
     FAULT_CODES,
     MAX_SEED,
     REQUEST_LOG_SIZE,
     FaultRequest,
-    Sandbox,
     SeedRequest,
     seed_deals,
 )
-from crmdeals.storage import Store
 
-AccountId = Annotated[int, Depends(current_account)]
 router = APIRouter(prefix="/sandbox", tags=["sandbox"])
 
 
@@ -40,26 +36,9 @@ def faultable_operations() -> set[str]:
     }
 
 
-_encode = msgspec.json.Encoder().encode
-
-
-def _json(content: object) -> Response:
-    return Response(_encode(content), media_type="application/json")
-
-
-def _sandbox(request: Request) -> Sandbox:
-    sandbox: Sandbox = request.app.state.sandbox
-    return sandbox
-
-
-async def _body(request: Request, type_: type[Any]) -> Any:
-    body = await read_body(request, request.app.state.settings.max_body_bytes)
-    try:
-        return msgspec.json.decode(body or b"{}", type=type_)
-    except msgspec.ValidationError as error:
-        raise InvalidRequest("The body does not fit this route.", {"body": str(error)}) from None
-    except msgspec.DecodeError as error:
-        raise InvalidJson(f"The body is not JSON: {error}.") from None
+_seed_request = msgspec.json.Decoder(SeedRequest)
+_fault_request = msgspec.json.Decoder(FaultRequest)
+_MISFIT = "The body does not fit this route."
 
 
 @router.post(
@@ -68,11 +47,10 @@ async def _body(request: Request, type_: type[Any]) -> Any:
     response_class=Response,
     responses=openapi.responses("Reset; empty body."),
 )
-async def reset(request: Request, account_id: AccountId) -> Response:
-    store: Store = request.app.state.store
+async def reset(account_id: AccountDep, store: StoreDep, sandbox: SandboxDep) -> Response:
     await store.delete_all_deals(account_id=account_id)
-    _sandbox(request).forget(account_id)
-    return Response()
+    sandbox.forget(account_id)
+    return empty_response()
 
 
 @router.post(
@@ -102,17 +80,19 @@ async def reset(request: Request, account_id: AccountId) -> Response:
         "How many deals, and the seed that picks them (0 by default).",
     ),
 )
-async def seed(request: Request, account_id: AccountId) -> Response:
-    wanted: SeedRequest = await _body(request, SeedRequest)
+async def seed(
+    request: Request, account_id: AccountDep, settings: SettingsDep, store: StoreDep
+) -> Response:
+    body = await read_body(request, settings.max_body_bytes)
+    wanted = parse_json(body or b"{}", _seed_request, wrong_shape=_MISFIT)  # empty: no fields
     if not 0 <= wanted.count <= MAX_SEED or wanted.seed < 0:
         raise InvalidRequest(
             "Cannot seed that.", {"count": f"from 0 to {MAX_SEED}", "seed": "0 or more"}
         )
-    store: Store = request.app.state.store
     deals = seed_deals(wanted.count, wanted.seed)
     for start in range(0, len(deals), MAX_ENTITIES):
         await store.upsert_deals(account_id=account_id, deals=deals[start : start + MAX_ENTITIES])
-    return _json({"count": len(deals)})
+    return json_response({"count": len(deals)})
 
 
 @router.post(
@@ -143,13 +123,16 @@ async def seed(request: Request, account_id: AccountId) -> Response:
         "`delayMs` if given; `status` or `delayMs` or both.",
     ),
 )
-async def arm_fault(request: Request, account_id: AccountId) -> Response:
-    wanted: FaultRequest = await _body(request, FaultRequest)
+async def arm_fault(
+    request: Request, account_id: AccountDep, settings: SettingsDep, sandbox: SandboxDep
+) -> Response:
+    body = await read_body(request, settings.max_body_bytes)
+    wanted = parse_json(body or b"{}", _fault_request, wrong_shape=_MISFIT)  # empty: no fields
     try:
-        fault = _sandbox(request).arm(account_id, wanted)
+        fault = sandbox.arm(account_id, wanted)
     except ValueError as error:
         raise InvalidRequest("The fault cannot be armed.", {"body": str(error)}) from None
-    return _json(fault)
+    return json_response(fault)
 
 
 @router.get(
@@ -160,8 +143,8 @@ async def arm_fault(request: Request, account_id: AccountId) -> Response:
         "The armed faults, with the requests each will still hit.", schema=openapi.FAULT_LIST
     ),
 )
-async def list_faults(request: Request, account_id: AccountId) -> Response:
-    return _json(_sandbox(request).faults(account_id))
+async def list_faults(account_id: AccountDep, sandbox: SandboxDep) -> Response:
+    return json_response(sandbox.faults(account_id))
 
 
 @router.delete(
@@ -170,9 +153,9 @@ async def list_faults(request: Request, account_id: AccountId) -> Response:
     response_class=Response,
     responses=openapi.responses("Disarmed; empty body."),
 )
-async def clear_faults(request: Request, account_id: AccountId) -> Response:
-    _sandbox(request).clear_faults(account_id)
-    return Response()
+async def clear_faults(account_id: AccountDep, sandbox: SandboxDep) -> Response:
+    sandbox.clear_faults(account_id)
+    return empty_response()
 
 
 @router.get(
@@ -193,8 +176,8 @@ async def clear_faults(request: Request, account_id: AccountId) -> Response:
         ]
     },
 )
-async def requests(request: Request, account_id: AccountId) -> Response:
+async def requests(request: Request, account_id: AccountDep, sandbox: SandboxDep) -> Response:
     text = request.query_params.get("limit", "100")
     if not (text.isascii() and text.isdigit() and 1 <= int(text) <= REQUEST_LOG_SIZE):
         raise InvalidRequest("Bad limit.", {"limit": f"an integer from 1 to {REQUEST_LOG_SIZE}"})
-    return _json(_sandbox(request).requests(account_id, int(text)))
+    return json_response(sandbox.requests(account_id, int(text)))
