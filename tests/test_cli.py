@@ -586,3 +586,72 @@ def test_an_empty_file_says_so(tmp_path: Path, name: str, text: str) -> None:
     assert result.returncode == 1, output(result)
     assert f"{name} is empty" in result.stderr
     assert "Traceback" not in output(result)
+
+
+@pytest.mark.parametrize(
+    ("name", "header", "said"),
+    [
+        ("users.csv", "id,nom,phone", "missing the column name"),
+        ("contacts.csv", "id,responsibleUserId,name,uri", "missing the column contactData"),
+        ("pipelines.csv", "ID,name,stages", "'ID' for 'id'"),
+        ("export.csv", "id,name,phone", "missing the columns responsibleUserId, contacts"),
+    ],
+)
+def test_a_header_is_checked_against_the_entity_the_file_name_says(
+    tmp_path: Path, name: str, header: str, said: str
+) -> None:
+    deal_file(tmp_path, name, header + "\n1,2,3,4\n")
+    url = f"http://127.0.0.1:{free_port()}"  # never asked: the file is refused first
+    result = run_crmdeals("push", name, "--url", url, "--key", "k" * 32, cwd=tmp_path)
+    assert result.returncode == 1, output(result)
+    assert output(result).count(said) == 1, output(result)
+    assert "line 1 (the header)" in result.stderr
+
+
+def test_the_entity_option_overrides_the_file_name(tmp_path: Path) -> None:
+    deal_file(tmp_path, "deals.csv", "id,name,phone\nu1,Anna,\n")  # a file of users
+    url = f"http://127.0.0.1:{free_port()}"
+    args = ["push", "deals.csv", "--url", url, "--key", "k" * 32]
+    assert "missing the columns" in output(run_crmdeals(*args, cwd=tmp_path))
+    result = run_crmdeals(*args, "--entity", "users", cwd=tmp_path, timeout=20)
+    assert_mistake(result, url, "connection refused")  # the file was fine: the server is asked
+
+
+def test_more_than_100_pipelines_are_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    rows = "".join(f"p{n},Pipeline {n},\n" for n in range(101))
+    deal_file(tmp_path, "pipelines.csv", "id,name,stages\n" + rows)
+    deal_file(tmp_path, "users.csv", "id,name\nu1,Anna\n")
+    url = f"http://127.0.0.1:{free_port()}"  # never asked
+    result = run_crmdeals("push", "users.csv", "pipelines.csv", "--url", url, "--key", "k" * 32,
+                          cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 1, output(result)
+    assert "101 pipelines" in result.stderr
+    assert "at most 100; nothing was sent" in result.stderr
+    assert "connection refused" not in output(result)
+
+
+@pytest.mark.parametrize("name", ["users.jsonl", "Contacts.json", "pipeline.csv"])
+def test_an_empty_file_of_another_entity_says_which(tmp_path: Path, name: str) -> None:
+    deal_file(tmp_path, name, "")
+    url = f"http://127.0.0.1:{free_port()}"
+    result = run_crmdeals("push", name, "--url", url, "--key", "k" * 32, cwd=tmp_path)
+    assert result.returncode == 1, output(result)
+    entity = name.split(".", maxsplit=1)[0].lower().rstrip("s") + "s"
+    assert f"{name} is empty: no {entity} to read" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        (["push"], ["Usage: crmdeals push [OPTIONS] FILE...", "--entity", "pipelines always"]),
+        (["pull"], ["--entity", "users, contacts, pipelines, deals"]),
+    ],
+)
+def test_help_of_push_and_pull_names_the_entities(
+    tmp_path: Path, command: list[str], shown: list[str]
+) -> None:
+    result = run_crmdeals(*command, "--help", cwd=tmp_path)
+    assert result.returncode == 0, output(result)
+    flat = " ".join(result.stdout.split())
+    for text in shown:
+        assert text in flat, (text, result.stdout)

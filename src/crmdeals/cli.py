@@ -1,5 +1,6 @@
-"""The ``crmdeals`` command: serve, manage accounts and keys, migrate the database; push a
-deal file to a server and pull one back (``crmdeals.transfer``); make panel links.
+"""The ``crmdeals`` command: serve, manage accounts and keys, migrate the database; push
+files of deals, users, contacts and pipelines to a server and pull them back
+(``crmdeals.transfer``); make panel links.
 
 A mistake in a setting, an option or the surroundings (a database that cannot be reached, a
 port that is taken) is a one- or two-line message naming the setting and what to do, and
@@ -38,8 +39,17 @@ from crmdeals.api.connections import raise_file_limit
 from crmdeals.client import DealsApiError, DealsClient, DealsConnectionError, DealsError
 from crmdeals.client.async_client import check_url
 from crmdeals.deals.validation import is_storable_id
-from crmdeals.files import FORMATS, FileError, Format, format_of
-from crmdeals.limits import parse_rate_limit
+from crmdeals.files import (
+    ENTITIES,
+    FORMATS,
+    SINGULAR,
+    Entity,
+    FileError,
+    Format,
+    entity_of,
+    format_of,
+)
+from crmdeals.limits import MAX_ENTITIES, parse_rate_limit
 from crmdeals.logs import logging_config
 from crmdeals.settings import Settings
 from crmdeals.signing import Signer
@@ -533,24 +543,43 @@ def _talking_to(url: str) -> Iterator[None]:
         raise _fail(str(error)) from None
 
 
+EntityOption = Annotated[
+    Entity | None,
+    typer.Option(
+        "--entity",
+        show_default=False,
+        help="What the files hold: one of users, contacts, pipelines, deals. By default, "
+        "each file's name says it (users.csv, contacts.jsonl, pipelines.json; any other "
+        "name: deals).",
+    ),
+]
+
+
 @app.command()
 def push(
-    file: Annotated[
-        Path,
+    files: Annotated[
+        list[Path],
         typer.Argument(
             exists=True,
             dir_okay=False,
             readable=True,
             show_default=False,
-            help="A .csv, .json or .jsonl file of deals.",
+            metavar="FILE...",
+            help="Files (.csv, .json or .jsonl) of users, contacts, pipelines or deals; sent "
+            "in that order, whatever the order given.",
         ),
     ],
     *,
+    entity: EntityOption = None,
     url: Url = DEFAULT_URL,
     key: Key = None,
     mirror: Annotated[
         bool,
-        typer.Option("--mirror", help="Also delete the account's deals that the file lacks."),
+        typer.Option(
+            "--mirror",
+            help="Also delete the account's users, contacts and deals that the files lack "
+            "(pipelines always: a push replaces their whole set).",
+        ),
     ] = False,
     dry_run: Annotated[
         bool,
@@ -562,32 +591,62 @@ def push(
     rate_limit: RateLimitOption = "500/5s",
     concurrency: Concurrency = 8,
 ) -> None:
-    """Upload a file's deals, 100 a request, as fast as the rate limit allows."""
+    """Upload files of users, contacts, pipelines and deals, 100 a request, as fast as the
+    rate limit allows."""
     client = _client(url, key, rate_limit, concurrency)
+    by_entity: dict[Entity, list[Path]] = {}
+    for file in files:
+        by_entity.setdefault(entity or entity_of(file), []).append(file)
     with client:
         try:
-            checked = transfer.check_file(file)
+            checked = [
+                transfer.check_files(by_entity[name], name)
+                for name in ENTITIES
+                if name in by_entity
+            ]
         except (FileError, OSError) as error:
             raise _fail(str(error)) from None
-        for line, problems in checked.invalid:
-            details = "; ".join(f"{field}: {problem}" for field, problem in problems.items())
-            err.print(f"[red]line {line}:[/] {escape(details)}")
-        invalid = counted(len(checked.invalid), "invalid row")
-        if checked.invalid and strict:
+        invalid_rows = sorted(
+            (row for each in checked for row in each.invalid),
+            key=lambda row: (files.index(row.path), row.line),
+        )
+        for row in invalid_rows:
+            details = "; ".join(f"{field}: {problem}" for field, problem in row.problems.items())
+            err.print(f"[red]{escape(str(row.path))}, line {row.line}:[/] {escape(details)}")
+        invalid = counted(len(invalid_rows), "invalid row")
+        if invalid_rows and strict:
             raise _fail(f"{invalid}: nothing was sent (--strict)")
+        for each in checked:
+            if each.entity == "pipelines" and len(each.items) > MAX_ENTITIES:
+                raise _fail(
+                    f"{len(each.items)} pipelines: a push replaces the account's whole set in "
+                    f"one request, of at most {MAX_ENTITIES}; nothing was sent"
+                )
         with _talking_to(client.url):
-            summary = transfer.push(client, checked.deals, mirror=mirror, dry_run=dry_run)
-    err.print(escape(summary))
-    if checked.invalid:
-        was = "was" if len(checked.invalid) == 1 else "were"
+            for each in checked:
+                summary = transfer.push(
+                    client, each.items, mirror=mirror, dry_run=dry_run, entity=each.entity
+                )
+                err.print(escape(summary))
+    if invalid_rows:
+        was = "was" if len(invalid_rows) == 1 else "were"
         err.print(f"[red]{invalid} {was} not sent.[/]")
         raise typer.Exit(1)
 
 
 @app.command()
 def pull(
+    *,
     url: Url = DEFAULT_URL,
     key: Key = None,
+    entity: Annotated[
+        Entity | None,
+        typer.Option(
+            "--entity",
+            show_default="-o's name (users.csv: users), or deals",
+            help="What to pull: one of users, contacts, pipelines, deals.",
+        ),
+    ] = None,
     output_format: Annotated[
         Format | None,
         typer.Option(
@@ -602,14 +661,16 @@ def pull(
     ] = None,
     rate_limit: RateLimitOption = "500/5s",
 ) -> None:
-    """Write every deal of the account, in a form `crmdeals push` reads back."""
+    """Write every deal (or user, contact, pipeline) of the account, in a form `crmdeals
+    push` reads back."""
     try:
         format_ = output_format or (format_of(output) if output else "jsonl")
     except FileError as error:
         raise Mistake(f"-o {output}: {error}.") from None
+    entity = entity or (entity_of(output) if output else "deals")
     with _client(url, key, rate_limit, concurrency=1) as client, _talking_to(client.url):
         if output is None:
-            count = transfer.pull(client, format_, sys.stdout)
+            count = transfer.pull(client, format_, sys.stdout, entity)
         else:
             try:
                 out = output.open("w", encoding="utf-8", newline="")
@@ -617,8 +678,8 @@ def pull(
                 reason = (error.strerror or str(error)).lower()
                 raise Mistake(f"Cannot write {output} (-o): {reason}.") from None
             with out:
-                count = transfer.pull(client, format_, out)
-    err.print(f"Pulled {counted(count, 'deal')}.")
+                count = transfer.pull(client, format_, out, entity)
+    err.print(f"Pulled {counted(count, SINGULAR[entity], entity)}.")
 
 
 @app.command("panel-link")

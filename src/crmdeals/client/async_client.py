@@ -1,5 +1,13 @@
-"""``AsyncDealsClient``: the whole Deals API for asyncio code, with batching, bounded
-concurrency, the client-side rate limit and retries."""
+"""``AsyncDealsClient``: the whole CRM API (deals, users, contacts, pipelines) for asyncio
+code, with batching, bounded concurrency, the client-side rate limit and retries.
+
+Each operation is written once here, for any entity (``crmdeals.client.kinds.Kind``):
+``_upsert`` (batches of 100), ``_delete_many``, ``_get``, ``_delete``, ``_read`` (a list or
+a page) and ``_replace`` (one request holding the whole set). ``client.deals``,
+``client.users``, ``client.contacts`` and ``client.pipelines`` (``crmdeals.client.resources``)
+give each entity the operations its routes have; ``DealsClient`` runs the same ones from
+blocking code.
+"""
 
 import os
 import random
@@ -8,26 +16,26 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
-from urllib.parse import quote
+from typing import Any, Self, TypeVar
 
 import anyio
 import httpx
 import msgspec
 
-from crmdeals.client.errors import DealsApiError, DealsConnectionError, InvalidDeal
+from crmdeals.batch import last_wins
+from crmdeals.client.errors import DealsApiError, DealsConnectionError, InvalidItem
+from crmdeals.client.kinds import CONTACTS, DEALS, PIPELINES, USERS, DealLike, Kind
 from crmdeals.client.ratelimit import SlidingWindowLimiter
+from crmdeals.client.resources import AsyncContacts, AsyncDeals, AsyncPipelines, AsyncUsers
 from crmdeals.deals.schemas import Deal, DealsPage
-from crmdeals.deals.validation import check_deal
 from crmdeals.limits import DEFAULT_RATE_LIMIT, MAX_ENTITIES, RateLimit
 
-DealLike = Deal | Mapping[str, Any]
-"""A deal to upload: a ``Deal``, or a mapping in the contract's shape (``id``,
-``responsibleUserId``, ``name``, ``uri`` or ``link``, ``contacts``, ``closed``)."""
+__all__ = ["AsyncDealsClient", "ClientStats", "DealLike", "check_url"]
+
+T = TypeVar("T", bound=msgspec.Struct)
+R = TypeVar("R")
 
 _encode = msgspec.json.Encoder().encode
-_decode_page = msgspec.json.Decoder(DealsPage).decode
-_decode_deal = msgspec.json.Decoder(Deal).decode
 _decode_ids = msgspec.json.Decoder(list[str]).decode
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -45,8 +53,12 @@ class ClientStats:
 
 
 class AsyncDealsClient:
-    """A client of the Deals API at ``url`` with the API key ``key`` (by default the
+    """A client of the CRM API at ``url`` with the API key ``key`` (by default the
     environment variables ``CRMDEALS_URL`` and ``CRMDEALS_API_KEY``).
+
+    ``deals``, ``users``, ``contacts`` and ``pipelines`` hold each entity's operations
+    (``await client.users.upsert(users)``); the deal operations are on the client itself too
+    (``await client.upsert(deals)``), as they were before the other entities came.
 
     Every request waits for the client-side rate limit (``rate_limit``, the platform's
     500 requests / 5 s by default; ``None`` for none), then is retried on connection errors,
@@ -92,6 +104,10 @@ class AsyncDealsClient:
             timeout=httpx.Timeout(timeout, connect=min(timeout, connect_timeout)),
             limits=httpx.Limits(max_connections=concurrency),
         )
+        self.deals = AsyncDeals(self, DEALS)
+        self.users = AsyncUsers(self, USERS)
+        self.contacts = AsyncContacts(self, CONTACTS)
+        self.pipelines = AsyncPipelines(self, PIPELINES)
 
     async def __aenter__(self) -> Self:
         return self
@@ -107,7 +123,7 @@ class AsyncDealsClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    # -- the API ---------------------------------------------------------------------------
+    # -- the deals, as before the other entities came (``client.deals`` is the same) ------
 
     async def upsert(
         self, deals: Iterable[DealLike], *, progress: Callable[[int], None] | None = None
@@ -120,19 +136,55 @@ class AsyncDealsClient:
         id comes again, its batch waits for the earlier one, so the last occurrence wins as
         on the server. ``progress`` is called with the size of every batch stored.
         """
+        return await self._upsert(DEALS, deals, progress)
+
+    def iter_deals(self) -> AsyncIterator[Deal]:
+        """Every deal of the account, in id order, page by page."""
+        return self.deals.iter()
+
+    async def page(self, offset: int = 0) -> DealsPage:
+        """One page: up to 100 deals from ``offset`` on, and the account's ``count``."""
+        return await self.deals.page(offset)
+
+    async def get(self, deal_id: str | int) -> Deal | None:
+        """One deal, or ``None`` if the account has no deal with this id."""
+        return await self._get(DEALS, deal_id)
+
+    async def delete(self, deal_id: str | int) -> bool:
+        """Delete one deal; whether it existed. (If an answer is lost and the request is
+        retried, the retry finds the deal gone: ``False``.)"""
+        return await self._delete(DEALS, deal_id)
+
+    async def delete_many(self, deal_ids: Iterable[str | int]) -> list[str]:
+        """Delete the deals with these ids, 100 to a request, up to ``concurrency`` at
+        once; the ids that did not exist, in the order given (as for ``delete``, a retried
+        request reports the deals its lost first attempt deleted as not existing)."""
+        return await self._delete_many(DEALS, deal_ids)
+
+    # -- each operation once, for any entity -----------------------------------------------
+
+    async def _upsert(
+        self,
+        kind: Kind[T],
+        items: Iterable[T | Mapping[str, Any]],
+        progress: Callable[[int], None] | None,
+    ) -> int:
+        """Add or replace every item, 100 to a request (see ``upsert``); with
+        ``kind.in_order``, each batch waits for the one before it."""
         sent = 0
         refused: BaseException | None = None  # a request failed: send nothing more
-        invalid: InvalidDeal | None = None  # schedule nothing more; what is scheduled goes
+        invalid: InvalidItem | None = None  # schedule nothing more; what is scheduled goes
         slots = anyio.Semaphore(self.concurrency)
         in_flight: dict[str, anyio.Event] = {}
+        previous: anyio.Event | None = None
 
-        async def send(batch: list[Deal], earlier: set[anyio.Event], done: anyio.Event) -> None:
+        async def send(batch: list[T], earlier: set[anyio.Event], done: anyio.Event) -> None:
             nonlocal sent, refused
             try:
                 for event in earlier:
                     await event.wait()
                 if refused is None:
-                    await self._request("POST", "/v3/deals", content=_encode(batch))
+                    await self._request("POST", kind.path, content=_encode(batch))
                     sent += len(batch)
                     if progress is not None:
                         progress(len(batch))
@@ -140,23 +192,26 @@ class AsyncDealsClient:
                 refused = refused or error
             finally:
                 done.set()
-                for deal in batch:
-                    if in_flight.get(deal.id) is done:
-                        del in_flight[deal.id]
+                for item in batch:
+                    if in_flight.get(_id(item)) is done:
+                        del in_flight[_id(item)]
                 slots.release()
 
         async with anyio.create_task_group() as tasks:
             try:
-                for batch in _checked_batches(deals):
+                for batch in _checked_batches(kind, items):
                     await slots.acquire()
                     if refused is not None:
                         slots.release()
                         break
                     done = anyio.Event()
-                    earlier = {in_flight[deal.id] for deal in batch if deal.id in in_flight}
-                    in_flight.update((deal.id, done) for deal in batch)
+                    earlier = {in_flight[_id(item)] for item in batch if _id(item) in in_flight}
+                    if kind.in_order and previous is not None:
+                        earlier.add(previous)
+                    in_flight.update((_id(item), done) for item in batch)
+                    previous = done
                     tasks.start_soon(send, batch, earlier, done)
-            except InvalidDeal as error:
+            except InvalidItem as error:
                 invalid = error
         if refused is not None:
             raise refused
@@ -164,47 +219,54 @@ class AsyncDealsClient:
             raise invalid
         return sent
 
-    async def iter_deals(self) -> AsyncIterator[Deal]:
-        """Every deal of the account, in id order, page by page."""
-        offset = 0
-        while True:
-            page = await self.page(offset)
-            for deal in page.data:
-                yield deal
-            offset += len(page.data)
-            if not page.data or offset >= page.count:
-                return
+    async def _replace(self, kind: Kind[T], items: Iterable[T | Mapping[str, Any]]) -> int:
+        """Send the whole set in one request (``POST /v3/pipelines``): each item checked
+        first, one per id (the last content at the first one's place, as the server
+        keeps them); the number sent."""
+        checked = []
+        for index, item in enumerate(items):
+            result = kind.check(item)
+            if isinstance(result, dict):
+                raise kind.invalid(index, result)
+            checked.append(result)
+        unique = last_wins(checked, _id)
+        if len(unique) > MAX_ENTITIES:
+            raise ValueError(
+                f"{len(unique)} {kind.plural}: the server takes a whole set of at most "
+                f"{MAX_ENTITIES} in one request"
+            )
+        await self._request("POST", kind.path, content=_encode(unique))
+        return len(unique)
 
-    async def page(self, offset: int = 0) -> DealsPage:
-        """One page: up to 100 deals from ``offset`` on, and the account's ``count``."""
-        response = await self._request("GET", "/v3/deals", params={"offset": offset})
-        return _decode_page(response.content)
+    async def _read(
+        self, path: str, decoder: msgspec.json.Decoder[R], params: dict[str, Any] | None = None
+    ) -> R:
+        """A ``GET``, its answer decoded: a list, a page."""
+        response = await self._request("GET", path, params=params)
+        return decoder.decode(response.content)
 
-    async def get(self, deal_id: str | int) -> Deal | None:
-        """One deal, or ``None`` if the account has no deal with this id."""
-        response = await self._request("GET", _deal_path(deal_id), missing_ok=True)
-        return None if response.status_code == 404 else _decode_deal(response.content)
+    async def _get(self, kind: Kind[T], item_id: str | int) -> T | None:
+        """One item, or ``None`` if the account has none with this id."""
+        response = await self._request("GET", kind.item_path(item_id), missing_ok=True)
+        return None if response.status_code == 404 else kind.decoder.decode(response.content)
 
-    async def delete(self, deal_id: str | int) -> bool:
-        """Delete one deal; whether it existed. (If an answer is lost and the request is
-        retried, the retry finds the deal gone: ``False``.)"""
-        response = await self._request("DELETE", _deal_path(deal_id), missing_ok=True)
+    async def _delete(self, kind: Kind[T], item_id: str | int) -> bool:
+        """Delete one item; whether it existed."""
+        response = await self._request("DELETE", kind.item_path(item_id), missing_ok=True)
         return response.status_code != 404
 
-    async def delete_many(self, deal_ids: Iterable[str | int]) -> list[str]:
-        """Delete the deals with these ids, 100 to a request, up to ``concurrency`` at
-        once; the ids that did not exist, in the order given (as for ``delete``, a retried
-        request reports the deals its lost first attempt deleted as not existing)."""
-        ids = list(dict.fromkeys(str(deal_id) for deal_id in deal_ids))
+    async def _delete_many(self, kind: Kind[T], item_ids: Iterable[str | int]) -> list[str]:
+        """Delete the items with these ids, 100 to a request, up to ``concurrency`` at
+        once; the ids that did not exist, in the order given."""
+        ids = list(dict.fromkeys(str(item_id) for item_id in item_ids))
         batches = [ids[start : start + MAX_ENTITIES] for start in range(0, len(ids), MAX_ENTITIES)]
         not_found: list[list[str]] = [[] for _ in batches]
         slots = anyio.Semaphore(self.concurrency)
+        path = f"{kind.path}/bulk_delete"
 
         async def delete_batch(number: int) -> None:
             async with slots:
-                response = await self._request(
-                    "PATCH", "/v3/deals/bulk_delete", content=_encode(batches[number])
-                )
+                response = await self._request("PATCH", path, content=_encode(batches[number]))
                 not_found[number] = _decode_ids(response.content)
 
         try:
@@ -213,7 +275,7 @@ class AsyncDealsClient:
                     tasks.start_soon(delete_batch, number)
         except BaseExceptionGroup as group:
             raise group.exceptions[0] from None
-        return [deal_id for missing in not_found for deal_id in missing]
+        return [item_id for missing in not_found for item_id in missing]
 
     # -- one request, with the limit and the retries -----------------------------------------
 
@@ -257,7 +319,7 @@ class AsyncDealsClient:
                 continue
             self._answered = True
             status = response.status_code
-            if status < 400 or (status == 404 and missing_ok):
+            if status < 400 or (status == 404 and missing_ok and not _no_route(response)):
                 return response
             if status == 429:
                 self.stats.rate_limited += 1
@@ -306,15 +368,15 @@ def _reason(error: httpx.TransportError, timeout: httpx.Timeout) -> str:
     return reason or str(error) or type(error).__name__
 
 
-def _checked_batches(deals: Iterable[DealLike]) -> Iterable[list[Deal]]:
-    """The deals, checked and normalised, in batches of up to 100 distinct ids."""
-    batch: dict[str, Deal] = {}
-    for index, item in enumerate(deals):
-        checked = check_deal(item)
-        if not isinstance(checked, Deal):
-            raise InvalidDeal(index, checked)
-        batch.pop(checked.id, None)  # the same id twice in a batch: the last one wins
-        batch[checked.id] = checked
+def _checked_batches(kind: Kind[T], items: Iterable[T | Mapping[str, Any]]) -> Iterable[list[T]]:
+    """The items, checked and normalised, in batches of up to 100 distinct ids."""
+    batch: dict[str, T] = {}
+    for index, item in enumerate(items):
+        checked = kind.check(item)
+        if isinstance(checked, dict):
+            raise kind.invalid(index, checked)
+        batch.pop(_id(checked), None)  # the same id twice in a batch: the last one wins
+        batch[_id(checked)] = checked
         if len(batch) == MAX_ENTITIES:
             yield list(batch.values())
             batch = {}
@@ -322,11 +384,19 @@ def _checked_batches(deals: Iterable[DealLike]) -> Iterable[list[Deal]]:
         yield list(batch.values())
 
 
-def _deal_path(deal_id: str | int) -> str:
-    segment = quote(str(deal_id), safe="")
-    if segment in (".", ".."):  # a URL would drop them as dot segments
-        segment = segment.replace(".", "%2E")
-    return "/v3/deals/" + segment
+def _id(item: Any) -> str:
+    """An item's id (every entity's normal form has a text ``id``)."""
+    item_id: str = item.id
+    return item_id
+
+
+def _no_route(response: httpx.Response) -> bool:
+    """Whether a 404 says the route does not exist (a server without this entity), rather
+    than that the item does not."""
+    try:
+        return bool(response.json().get("error") == "NOT_FOUND")
+    except (ValueError, AttributeError):
+        return False
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -1,7 +1,9 @@
 """``DealsClient``: the same client for code that is not async.
 
 It runs an ``AsyncDealsClient`` on an event loop of its own, in a background thread, so
-both clients share one implementation (batching, concurrency, limit, retries).
+both clients share one implementation (batching, concurrency, limit, retries); its
+``deals``, ``users``, ``contacts`` and ``pipelines`` run the same coroutines as the async
+client's (``crmdeals.client.resources``).
 """
 
 from collections.abc import Callable, Iterable, Iterator
@@ -11,14 +13,17 @@ from typing import Self
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from crmdeals.client.async_client import AsyncDealsClient, ClientStats, DealLike
+from crmdeals.client.async_client import AsyncDealsClient, ClientStats
+from crmdeals.client.kinds import CONTACTS, DEALS, PIPELINES, USERS, DealLike
+from crmdeals.client.resources import Contacts, Deals, Pipelines, Users
 from crmdeals.deals.schemas import Deal, DealsPage
 from crmdeals.limits import DEFAULT_RATE_LIMIT, RateLimit
 
 
 class DealsClient:
-    """The arguments and methods of ``AsyncDealsClient``, but the methods block. Close it
-    (or use it in a ``with`` block) to stop its thread."""
+    """The arguments, methods and entities (``deals``, ``users``, ``contacts``,
+    ``pipelines``) of ``AsyncDealsClient``, but the methods block. Close it (or use it in a
+    ``with`` block) to stop its thread."""
 
     def __init__(
         self,
@@ -48,6 +53,10 @@ class DealsClient:
         except BaseException:
             self._resources.close()
             raise
+        self.deals = Deals(self._portal, self._client, DEALS)
+        self.users = Users(self._portal, self._client, USERS)
+        self.contacts = Contacts(self._portal, self._client, CONTACTS)
+        self.pipelines = Pipelines(self._portal, self._client, PIPELINES)
 
     @property
     def stats(self) -> ClientStats:
@@ -75,30 +84,26 @@ class DealsClient:
         finally:
             self._resources.close()
 
+    # -- the deals, as before the other entities came (``client.deals`` is the same) ------
+
     def upsert(
         self, deals: Iterable[DealLike], *, progress: Callable[[int], None] | None = None
     ) -> int:
         """See ``AsyncDealsClient.upsert``."""
-        return self._portal.call(lambda: self._client.upsert(deals, progress=progress))
+        return self.deals.upsert(deals, progress=progress)
 
     def iter_deals(self) -> Iterator[Deal]:
         """Every deal of the account, in id order, page by page."""
-        offset = 0
-        while True:
-            page = self.page(offset)
-            yield from page.data
-            offset += len(page.data)
-            if not page.data or offset >= page.count:
-                return
+        return self.deals.iter()
 
     def page(self, offset: int = 0) -> DealsPage:
-        return self._portal.call(self._client.page, offset)
+        return self.deals.page(offset)
 
     def get(self, deal_id: str | int) -> Deal | None:
-        return self._portal.call(self._client.get, deal_id)
+        return self.deals.get(deal_id)
 
     def delete(self, deal_id: str | int) -> bool:
-        return self._portal.call(self._client.delete, deal_id)
+        return self.deals.delete(deal_id)
 
     def delete_many(self, deal_ids: Iterable[str | int]) -> list[str]:
-        return self._portal.call(self._client.delete_many, deal_ids)
+        return self.deals.delete_many(deal_ids)
