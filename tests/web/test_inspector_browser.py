@@ -27,12 +27,30 @@ def inspector_deal(n: int) -> dict[str, Any]:
 
 
 DEALS = [inspector_deal(n) for n in range(250)]
+REPS = [
+    {"id": f"rep-{n}", "name": name}
+    for n, name in enumerate(("Anna Petrova", "Boris Ivanov", "Carla Mendes"))
+]
+PEOPLE = ("Dana Scully", "Eli Cohen", "Fatima Khan", "Greta Olsen", "Hiro Tanaka")
+CONTACTS = [
+    {
+        "id": f"contact-{n}",
+        "responsibleUserId": f"rep-{n % 4}",
+        "name": f"{PEOPLE[n % len(PEOPLE)]} ({COMPANIES[n % len(COMPANIES)]})",
+        "contactData": [{"chatType": "whatsapp", "chatId": f"7900100000{n}"}],
+    }
+    for n in range(10)
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def inspector_deals(site: Site) -> None:
-    """Account c: 250 deals; account b: decoys, some with the same ids."""
+    """Account c: 250 deals, their users (but rep-3, never sent: the table shows its id) and
+    contacts; account b: decoys, some with the same ids."""
     site.upload("c", DEALS)
+    with site.api("c") as client:
+        for path, items in (("/v3/users", REPS), ("/v3/contacts", CONTACTS)):
+            assert client.post(path, json=items).status_code == 200
     site.upload(
         "b",
         [
@@ -229,3 +247,14 @@ def test_the_inspector_works_at_320_pixels(site: Site, browser: Any, tmp_path: P
         screenshot(narrow, tmp_path / "inspector-320px.png")
     finally:
         context.close()
+
+
+def test_the_table_names_users_and_contacts_or_shows_their_ids(site: Site, page: Page) -> None:
+    sign_in(page, site, KEYS["c"])
+    rows = page.locator("table.deals-table tbody tr")
+    for n in range(4):
+        user = rows.nth(n).locator("td[data-label=User]")
+        assert user.inner_text() == (REPS[n]["name"] if n < 3 else "rep-3"), n
+        assert user.locator("a").count() == (1 if n < 3 else 0)
+        contact = rows.nth(n).locator("td[data-label=Contacts]").inner_text()
+        assert contact == CONTACTS[n]["name"]

@@ -53,6 +53,18 @@ def panel_deals(site: Site) -> None:
         ],
     )
     site.upload("b", [deal("crm-100", "Another account's", "rep-7", ["contact-1"])])
+    with site.api("a") as client:
+        users = [{"id": "rep-7", "name": "Anna Petrova"}]
+        contacts = [
+            {
+                "id": "contact-1",
+                "responsibleUserId": "rep-7",
+                "name": "Dana Scully (Acme Corp)",
+                "contactData": [{"chatType": "whatsapp", "chatId": "79001000001"}],
+            }
+        ]
+        for path, items in (("/v3/users", users), ("/v3/contacts", contacts)):
+            assert client.post(path, json=items).status_code == 200
 
 
 def link(site: Site, account: str, user: str, contact: str) -> str:
@@ -227,3 +239,13 @@ def test_the_panel_works_at_320_pixels(site: Site, browser: Any, tmp_path: Path)
         screenshot(narrow, tmp_path / "panel-320px.png", readme_name="panel.png")
     finally:
         context.close()
+
+
+@pytest.mark.usefixtures("panel_deals")
+def test_the_panel_names_its_contact_and_user_or_shows_their_ids(site: Site, page: Page) -> None:
+    page.goto(link(site, "a", "rep-7", "contact-1"))
+    assert page.locator(".panel-contact").inner_text() == "Dana Scully (Acme Corp)"
+    assert page.locator(".panel-user").inner_text() == "Anna Petrova"
+    page.goto(link(site, "a", "rep-8", "contact-x"))  # never sent by the CRM
+    assert page.locator(".panel-contact").inner_text() == "contact-x"
+    assert page.locator(".panel-user").inner_text() == "rep-8"

@@ -1,6 +1,11 @@
-"""``/inspect``: an integrator signs in with an API key and reads the account's deals as the
-API stores them: a table (100 a page) with filters and search, and each deal's JSON.
-Read-only.
+"""``/inspect``: an integrator signs in with an API key and reads the account's data as the
+API stores it: the deals (a table of 100 a page, with filters and search, and each deal's
+JSON), the users, the contacts (with their chats), the pipelines (with their stages), and
+the drift report (what the deals and contacts name that the account lacks). Read-only.
+
+Where a page names users or contacts by id (a deal's responsible user, its contacts), it
+shows their names, asked for once per page (``Store.names``), and the id itself for one the
+account lacks: the CRM may not have sent it (yet), which is what the drift report lists.
 
 The session is a cookie (HttpOnly, SameSite=Strict, Path=/inspect, Secure over HTTPS) that
 holds a signed token naming a session the server keeps (``inspector_sessions``) and an
@@ -15,7 +20,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, Generic, TypeVar
 from urllib.parse import parse_qs, urlencode
 
 import msgspec
@@ -26,9 +31,10 @@ from crmdeals.accounts import hash_key
 from crmdeals.api.body import read_body
 from crmdeals.api.deps import RateLimiterDep, SignerDep, StoreDep, count_request
 from crmdeals.deals.validation import is_storable_id
-from crmdeals.limits import MAX_NAME_LENGTH, PAGE_SIZE
+from crmdeals.limits import MAX_NAME_LENGTH, MAX_USER_ID_LENGTH, PAGE_SIZE
 from crmdeals.signing import ServerSigner
 from crmdeals.storage import Account
+from crmdeals.storage.names import Names
 from crmdeals.web.pages import PageRoute, render
 
 SESSION_COOKIE = "crmdeals_inspector"
@@ -40,6 +46,7 @@ _STATUSES = {"": None, "open": False, "closed": True}
 
 router = APIRouter(prefix="/inspect", route_class=PageRoute)
 _encode = msgspec.json.Encoder().encode
+T = TypeVar("T")
 
 
 class InspectorSession(msgspec.Struct, forbid_unknown_fields=True):
@@ -73,6 +80,27 @@ class TableQuery:
         return "/inspect?" + urlencode({**query, "page": page})
 
 
+@dataclass(frozen=True)
+class ListQuery:
+    """The page of a list without filters (users, contacts, the drift report) at ``path``."""
+
+    path: str
+    page: int = 1
+
+    def link(self, page: int) -> str:
+        """The URL of ``page`` of this list."""
+        return f"{self.path}?{urlencode({'page': page})}"
+
+
+@dataclass(frozen=True)
+class ListPage(Generic[T]):
+    """A page of a list that the store answers whole (the users), as the paged lists are:
+    ``count`` in all, ``data`` on this page."""
+
+    count: int
+    data: list[T]
+
+
 async def signed_in_account(
     request: Request, store: StoreDep, signer: SignerDep, limiter: RateLimiterDep
 ) -> Account | None:
@@ -97,6 +125,7 @@ async def deals_table(request: Request, account: SignedInAccount, store: StoreDe
         return _sign_in_page(request)
     query, problems = _table_query(request)
     page = None
+    names = Names()
     if not problems:
         page = await store.find_deals(
             account_id=account.id,
@@ -107,15 +136,20 @@ async def deals_table(request: Request, account: SignedInAccount, store: StoreDe
             closed=_STATUSES[query.status],
             search=query.search or None,
         )
-    status = 400 if problems else 200
-    return render(
+        names = await store.names(
+            account_id=account.id,
+            user_ids=[deal.responsibleUserId for deal in page.data],
+            contact_ids=[contact for deal in page.data for contact in deal.contacts],
+        )
+    return _page(
         "inspect_deals.html",
-        status=status,
+        account,
+        "deals",
+        status=400 if problems else 200,
         query=query,
         problems=problems,
         page=page,
-        page_size=PAGE_SIZE,
-        account=account,
+        names=names,
     )
 
 
@@ -125,15 +159,170 @@ async def deal_detail(request: Request, account: SignedInAccount, store: StoreDe
         return _sign_in_page(request)
     deal_id = request.query_params.get("id", "")
     deal = None
+    names = Names()
     if is_storable_id(deal_id):
         deal = await store.get_deal(account_id=account.id, deal_id=deal_id)
-    return render(
+    if deal is not None:
+        names = await store.names(
+            account_id=account.id, user_ids=[deal.responsibleUserId], contact_ids=deal.contacts
+        )
+    return _page(
         "inspect_deal.html",
+        account,
+        "deals",
         status=200 if deal else 404,
         deal=deal,
         deal_id=deal_id,
+        names=names,
         json=_encode(deal).decode() if deal else None,
-        account=account,
+    )
+
+
+@router.get("/users")
+async def users_table(request: Request, account: SignedInAccount, store: StoreDep) -> Response:
+    """Every user, by name then id, 100 a page. ``GET /v3/users`` answers them all at once
+    (the user limit bounds them); a page of 100 keeps the table readable at 320 px."""
+    if account is None:
+        return _sign_in_page(request)
+    query, problems = _list_query(request, "/inspect/users")
+    page = None
+    if not problems:
+        users = await store.list_users(account_id=account.id)
+        first = (query.page - 1) * PAGE_SIZE
+        page = ListPage(count=len(users), data=users[first : first + PAGE_SIZE])
+    return _page(
+        "inspect_users.html",
+        account,
+        "users",
+        status=400 if problems else 200,
+        query=query,
+        problems=problems,
+        page=page,
+    )
+
+
+@router.get("/user")
+async def user_detail(request: Request, account: SignedInAccount, store: StoreDep) -> Response:
+    if account is None:
+        return _sign_in_page(request)
+    user_id = request.query_params.get("id", "")
+    user = None
+    if is_storable_id(user_id, MAX_USER_ID_LENGTH):
+        user = await store.get_user(account_id=account.id, user_id=user_id)
+    return _page(
+        "inspect_user.html",
+        account,
+        "users",
+        status=200 if user else 404,
+        user=user,
+        user_id=user_id,
+        deals_link=_deals_link(user=user_id) if is_storable_id(user_id) else None,
+        json=_encode(user).decode() if user else None,
+    )
+
+
+@router.get("/contacts")
+async def contacts_table(request: Request, account: SignedInAccount, store: StoreDep) -> Response:
+    """The contacts, 100 a page in id order, as ``GET /v3/contacts`` pages them."""
+    if account is None:
+        return _sign_in_page(request)
+    query, problems = _list_query(request, "/inspect/contacts")
+    page = None
+    names = Names()
+    if not problems:
+        page = await store.list_contacts(
+            account_id=account.id, offset=(query.page - 1) * PAGE_SIZE, limit=PAGE_SIZE
+        )
+        user_ids = [contact.responsibleUserId for contact in page.data]
+        names = await store.names(account_id=account.id, user_ids=user_ids, contact_ids=[])
+    return _page(
+        "inspect_contacts.html",
+        account,
+        "contacts",
+        status=400 if problems else 200,
+        query=query,
+        problems=problems,
+        page=page,
+        names=names,
+    )
+
+
+@router.get("/contact")
+async def contact_detail(request: Request, account: SignedInAccount, store: StoreDep) -> Response:
+    if account is None:
+        return _sign_in_page(request)
+    contact_id = request.query_params.get("id", "")
+    contact = None
+    names = Names()
+    if is_storable_id(contact_id):
+        contact = await store.get_contact(account_id=account.id, contact_id=contact_id)
+    if contact is not None:
+        user_ids = [contact.responsibleUserId]
+        names = await store.names(account_id=account.id, user_ids=user_ids, contact_ids=[])
+    return _page(
+        "inspect_contact.html",
+        account,
+        "contacts",
+        status=200 if contact else 404,
+        contact=contact,
+        contact_id=contact_id,
+        names=names,
+        deals_link=_deals_link(contact=contact_id),
+        json=_encode(contact).decode() if contact else None,
+    )
+
+
+@router.get("/pipelines")
+async def pipelines_table(request: Request, account: SignedInAccount, store: StoreDep) -> Response:
+    """Every pipeline, in the order last sent, on one page: an upload holds at most 100."""
+    if account is None:
+        return _sign_in_page(request)
+    pipelines = await store.list_pipelines(account_id=account.id)
+    return _page("inspect_pipelines.html", account, "pipelines", pipelines=pipelines)
+
+
+@router.get("/pipeline")
+async def pipeline_detail(request: Request, account: SignedInAccount, store: StoreDep) -> Response:
+    """One pipeline and its stages, in their order. There is no route for one pipeline: it
+    is found in the account's list (at most 100)."""
+    if account is None:
+        return _sign_in_page(request)
+    pipeline_id = request.query_params.get("id", "")
+    pipeline = None
+    if is_storable_id(pipeline_id):
+        pipelines = await store.list_pipelines(account_id=account.id)
+        pipeline = next((each for each in pipelines if each.id == pipeline_id), None)
+    return _page(
+        "inspect_pipeline.html",
+        account,
+        "pipelines",
+        status=200 if pipeline else 404,
+        pipeline=pipeline,
+        pipeline_id=pipeline_id,
+        json=_encode(pipeline).decode() if pipeline else None,
+    )
+
+
+@router.get("/drift")
+async def drift_table(request: Request, account: SignedInAccount, store: StoreDep) -> Response:
+    """``GET /crmdeals/drift``'s report (CRM section 4), 100 entries a page: each deal or
+    contact field that names a user or contact the account lacks."""
+    if account is None:
+        return _sign_in_page(request)
+    query, problems = _list_query(request, "/inspect/drift")
+    page = None
+    if not problems:
+        page = await store.drift_report(
+            account_id=account.id, offset=(query.page - 1) * PAGE_SIZE, limit=PAGE_SIZE
+        )
+    return _page(
+        "inspect_drift.html",
+        account,
+        "drift",
+        status=400 if problems else 200,
+        query=query,
+        problems=problems,
+        page=page,
     )
 
 
@@ -243,9 +432,8 @@ async def _form(request: Request) -> dict[str, str]:
 def _table_query(request: Request) -> tuple[TableQuery, dict[str, str]]:
     """The table's filters and page from the query string, and what is wrong with them."""
     params = request.query_params
-    raw_page = params.get("page", "1")
     query = TableQuery(
-        page=int(raw_page) if raw_page.isascii() and raw_page.isdigit() else 0,
+        page=_page_number(request),
         contact=params.get("contact", "").strip(),
         user=params.get("user", "").strip(),
         status=params.get("status", ""),
@@ -262,3 +450,36 @@ def _table_query(request: Request) -> tuple[TableQuery, dict[str, str]]:
     if len(query.search) > MAX_NAME_LENGTH or "\x00" in query.search:
         problems["q"] = f"Search for at most {MAX_NAME_LENGTH} characters."
     return query, problems
+
+
+def _list_query(request: Request, path: str) -> tuple[ListQuery, dict[str, str]]:
+    """The page of a list from the query string, and what is wrong with it."""
+    page = _page_number(request)
+    problems = {} if 1 <= page <= _MAX_PAGE else {"page": "Pages are numbered from 1."}
+    return ListQuery(path=path, page=page), problems
+
+
+def _page_number(request: Request) -> int:
+    """The ``page`` parameter; 0 (no page) when it is not a number."""
+    raw_page = request.query_params.get("page", "1")
+    return int(raw_page) if raw_page.isascii() and raw_page.isdigit() else 0
+
+
+def _deals_link(*, user: str = "", contact: str = "") -> str:
+    """The deals table filtered to the deals of ``user`` or with ``contact``."""
+    return TableQuery(user=user, contact=contact).link(1)
+
+
+def _page(
+    template: str, account: Account, section: str, *, status: int = 200, **context: Any
+) -> Response:
+    """An inspector page of the signed-in ``account``; ``section`` is where the header's
+    navigation marks it."""
+    return render(
+        template,
+        status=status,
+        account=account,
+        section=section,
+        page_size=PAGE_SIZE,
+        **context,
+    )

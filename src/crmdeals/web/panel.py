@@ -1,5 +1,8 @@
 """``GET /panel?token=...``: the deals of one contact that one user is responsible for, open
-ones first, as the chat window shows them beside a conversation (from 320 px wide)."""
+ones first, as the chat window shows them beside a conversation (from 320 px wide).
+
+The link names the contact and the user by id; the page shows their names (one query),
+or the ids themselves while the CRM has not sent them."""
 
 from fastapi import APIRouter, Request, Response
 
@@ -38,4 +41,14 @@ async def panel_page(
         )
         for closed in (False, True)
     ]
-    return render("panel.html", frame_ancestors=frame_ancestors, open=groups[0], closed=groups[1])
+    names = await store.names(
+        account_id=grant.account, user_ids=[grant.user], contact_ids=[grant.contact]
+    )
+    return render(
+        "panel.html",
+        frame_ancestors=frame_ancestors,
+        open=groups[0],
+        closed=groups[1],
+        contact=names.contacts.get(grant.contact, grant.contact),
+        user=names.users.get(grant.user, grant.user),
+    )
