@@ -11,7 +11,17 @@ from crmdeals.api.envelope import install_error_handlers
 from crmdeals.api.middleware import RequestContext
 from crmdeals.api.openapi import install_openapi
 from crmdeals.api.ratelimit import RateLimiter
-from crmdeals.api.routes import deals, health, metrics, panel, sandbox
+from crmdeals.api.routes import (
+    contacts,
+    deals,
+    drift,
+    health,
+    metrics,
+    panel,
+    pipelines,
+    sandbox,
+    users,
+)
 from crmdeals.sandbox import Sandbox
 from crmdeals.settings import Settings
 from crmdeals.signing import ServerSigner
@@ -56,6 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     sandbox_state = Sandbox(sandbox.faultable_operations()) if settings.sandbox else None
     app.state.sandbox = sandbox_state
     app.include_router(deals.router)
+    app.include_router(users.router)
+    app.include_router(contacts.router)
+    app.include_router(pipelines.router)
+    app.include_router(drift.router)
     app.include_router(panel.router)
     app.include_router(health.router)
     app.include_router(metrics.router)

@@ -91,6 +91,19 @@ def parse_batch(body: bytes, entity: Entity[Any, OutputT]) -> list[OutputT]:
     Raises ``InvalidJson``, ``InvalidRequest``, ``TooManyEntities`` or ``entity.invalid``
     (which lists every invalid item).
     """
+    return last_wins(_all_items(body, entity), entity.key)
+
+
+def parse_indexed_batch(body: bytes, entity: Entity[Any, OutputT]) -> list[tuple[int, OutputT]]:
+    """``parse_batch``'s items, each with its index in the body (the winning occurrence's),
+    for errors that name an item by where the client sent it (``DUPLICATE_PHONE_NUMBER``)."""
+    key = entity.key
+    winners = {key(item): (index, item) for index, item in enumerate(_all_items(body, entity))}
+    return list(winners.values())
+
+
+def _all_items(body: bytes, entity: Entity[Any, OutputT]) -> Iterable[OutputT]:
+    """Every item of an upload body, normalised, in body order (repeated keys included)."""
     text = _utf8(body)
     if _NUL_ESCAPE not in text:
         try:
@@ -99,7 +112,7 @@ def parse_batch(body: bytes, entity: Entity[Any, OutputT]) -> list[OutputT]:
             pass
         else:
             if not entity.checks or not any(_rule_problems(item, entity.checks) for item in items):
-                return last_wins(map(entity.normalise, items), entity.key)
+                return map(entity.normalise, items)
     raws = _array_of_entities(text)
     outputs: list[OutputT] = []
     invalid: list[dict[str, Any]] = []
@@ -114,7 +127,7 @@ def parse_batch(body: bytes, entity: Entity[Any, OutputT]) -> list[OutputT]:
             f"{len(invalid)} of {len(raws)} {entity.plural} are invalid; nothing was written.",
             invalid,
         )
-    return last_wins(outputs, entity.key)
+    return outputs
 
 
 def check_item(item: object, entity: Entity[Any, OutputT]) -> OutputT | Problems:

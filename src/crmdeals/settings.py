@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
-from crmdeals.limits import RateLimit, parse_rate_limit
+from crmdeals.limits import USER_LIMIT, RateLimit, parse_rate_limit
 from crmdeals.storage.engine import DEFAULT_POOL_SIZE, DEFAULT_TIMEOUT
 
 KEY_PATTERN = re.compile(r"^[0-9a-f]{32}$")
@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     )
     max_body_bytes: Annotated[int, Field(gt=0)] = Field(
         1024 * 1024, description="Largest request body accepted (413 above)."
+    )
+    user_limit: Annotated[int, Field(ge=0)] = Field(
+        USER_LIMIT,
+        description="Users each account may hold; an upload that would add more is refused "
+        "(USER_LIMIT_EXCEEDED). 0: no limit.",
     )
     bootstrap_key: str | None = Field(
         None,

@@ -14,7 +14,24 @@ ROUTES = {
     ("get", "/v3/deals/{deal_id}"): {"200", "401", "404", "429", "503"},
     ("delete", "/v3/deals/{deal_id}"): {"200", "401", "404", "429", "503"},
     ("patch", "/v3/deals/bulk_delete"): {"200", "400", "401", "413", "429", "503"},
+    ("post", "/v3/users"): {"200", "400", "401", "413", "429", "503"},
+    ("get", "/v3/users"): {"200", "401", "429", "503"},
+    ("get", "/v3/users/{user_id}"): {"200", "401", "404", "429", "503"},
+    ("delete", "/v3/users/{user_id}"): {"200", "401", "404", "429", "503"},
+    ("patch", "/v3/users/bulk_delete"): {"200", "400", "401", "413", "429", "503"},
+    ("get", "/v3/users/bulk_delete"): {"200", "401", "404", "429", "503"},
+    ("delete", "/v3/users/bulk_delete"): {"200", "401", "404", "429", "503"},
+    ("post", "/v3/contacts"): {"200", "400", "401", "413", "429", "503"},
+    ("get", "/v3/contacts"): {"200", "400", "401", "429", "503"},
+    ("get", "/v3/contacts/{contact_id}"): {"200", "401", "404", "429", "503"},
+    ("delete", "/v3/contacts/{contact_id}"): {"200", "401", "404", "429", "503"},
+    ("patch", "/v3/contacts/bulk_delete"): {"200", "400", "401", "413", "429", "503"},
+    ("get", "/v3/contacts/bulk_delete"): {"200", "401", "404", "429", "503"},
+    ("delete", "/v3/contacts/bulk_delete"): {"200", "401", "404", "429", "503"},
     ("post", "/v3/panel/links"): {"200", "400", "401", "413", "429", "503"},
+    ("post", "/v3/pipelines"): {"200", "400", "401", "413", "429", "503"},
+    ("get", "/v3/pipelines"): {"200", "401", "429", "503"},
+    ("get", "/crmdeals/drift"): {"200", "400", "401", "429", "503"},
     # The deal whose id is "bulk_delete": OpenAPI matches this concrete path before the template.
     ("get", "/v3/deals/bulk_delete"): {"200", "401", "404", "429", "503"},
     ("delete", "/v3/deals/bulk_delete"): {"200", "401", "404", "429", "503"},
@@ -65,7 +82,7 @@ def test_api_routes_require_a_key_in_the_document(document: dict[str, Any]) -> N
     for (method, path), _ in ROUTES.items():
         operation = document["paths"][path][method]
         expected: list[dict[str, list[str]]] | None = (
-            [{"bearer": []}, {"basic": []}] if path.startswith("/v3/") else None
+            [{"bearer": []}, {"basic": []}] if path.startswith(("/v3/", "/crmdeals/")) else None
         )
         assert operation.get("security") == expected
 
@@ -112,3 +129,64 @@ def test_the_deal_named_bulk_delete_is_documented_and_reachable(
     assert client.get("/v3/deals/bulk_delete").json()["id"] == "bulk_delete"
     assert client.delete("/v3/deals/bulk_delete").status_code == 200
     assert client.get("/v3/deals/bulk_delete").status_code == 404
+
+
+def test_the_pipeline_bodies_and_answers_are_documented_with_their_rules(
+    document: dict[str, Any],
+) -> None:
+    schemas = document["components"]["schemas"]
+    operations = document["paths"]["/v3/pipelines"]
+    upload = operations["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert upload == {"$ref": "#/components/schemas/PipelineBatch"}
+    assert schemas["PipelineBatch"]["maxItems"] == 100
+    pipeline = schemas["PipelineInput"]
+    assert set(pipeline["required"]) == {"id", "name"}
+    assert pipeline["properties"]["name"]["maxLength"] == 100
+    stages = pipeline["properties"]["stages"]["anyOf"]
+    assert {"type": "null"} in stages
+    [array] = [schema for schema in stages if schema.get("type") == "array"]
+    assert (array["minItems"], array["maxItems"]) == (1, 100)
+    stage = schemas["StageInput"]
+    assert set(stage["required"]) == {"id", "name"}
+    assert re.search(stage["properties"]["name"]["pattern"], "a\x00b") is None
+    assert "INVALID_PIPELINES_DATA" in operations["post"]["responses"]["400"]["description"]
+    answer = operations["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer == {"type": "array", "items": {"$ref": "#/components/schemas/Pipeline"}}
+    assert set(schemas["Pipeline"]["required"]) == {"id", "name", "stages"}
+
+
+def test_the_drift_report_is_documented(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    operation = document["paths"]["/crmdeals/drift"]["get"]
+    assert operation["tags"] == ["crmdeals"]
+    assert [parameter["name"] for parameter in operation["parameters"]] == ["offset"]
+    answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer == {"$ref": "#/components/schemas/DriftPage"}
+    entry = schemas["Drift"]["properties"]
+    assert entry["entity"]["enum"] == ["contact", "deal"]
+    assert entry["field"]["enum"] == ["contacts", "responsibleUserId"]
+
+
+def test_the_user_bodies_and_answers_are_documented(
+    client: TestClient, document: dict[str, Any]
+) -> None:
+    schemas = document["components"]["schemas"]
+    paths = document["paths"]
+    upload = paths["/v3/users"]["post"]["requestBody"]["content"]["application/json"]
+    assert upload["schema"] == {"$ref": "#/components/schemas/UserBatch"}
+    assert schemas["UserBatch"]["maxItems"] == 100
+    user_input = schemas["UserInput"]
+    assert set(user_input["required"]) == {"id", "name"}
+    assert user_input["properties"]["name"]["maxLength"] == 200
+    assert user_input["properties"]["id"]["anyOf"][0]["maxLength"] == 200
+    assert (
+        "USER_NOT_FOUND" in paths["/v3/users/{user_id}"]["get"]["responses"]["404"]["description"]
+    )
+    upload_errors = paths["/v3/users"]["post"]["responses"]["400"]["description"]
+    for code in ("INVALID_USERS_DATA", "DUPLICATE_PHONE_NUMBER", "USER_LIMIT_EXCEEDED"):
+        assert code in upload_errors
+    client.post("/v3/users", json=[{"id": "1", "name": "Anna"}])
+    user = client.get("/v3/users/1").json()
+    assert set(user) == set(schemas["User"]["properties"]) == set(schemas["User"]["required"])
+    listed = paths["/v3/users"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert listed["schema"]["items"] == {"$ref": "#/components/schemas/User"}

@@ -25,8 +25,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import asyncpg
 
 from crmdeals.accounts import create_account, hash_key
+from crmdeals.contacts.schemas import Contact, ContactData
 from crmdeals.deals.schemas import Deal
 from crmdeals.storage import Store, connect, connect_async, upgrade
+from crmdeals.storage import contacts as contact_statements
 from crmdeals.storage.accounts import _KEY_ACCOUNT
 from crmdeals.storage.deals import _ONE_DEAL, _PAGE, _PAGE_FROM_END
 from crmdeals.storage.dialects import _PostgreSQLListedDelete
@@ -37,8 +39,17 @@ pytestmark = pytest.mark.postgres
 IMPORTED = 10_000
 """Deals imported before the plans are read: 10,000 deals fill about 200 pages of
 ``deals``, where a scan costs many times a probe of the primary key."""
-TABLES = ("accounts", "api_keys", "deals", "deal_counts", "deal_contacts")
-WATCHED = {"deals", "deal_contacts", "api_keys"}
+TABLES = (
+    "accounts",
+    "api_keys",
+    "deals",
+    "deal_counts",
+    "deal_contacts",
+    "contacts",
+    "contact_counts",
+    "contact_chats",
+)
+WATCHED = {"deals", "deal_contacts", "api_keys", "contacts", "contact_chats"}
 """The tables that grow with the accounts: never scanned by a request."""
 _DIALECT = asyncpg.dialect()  # type: ignore[no-untyped-call]  # parameters as $1, $2, ...
 
@@ -54,6 +65,19 @@ def deal(number: int) -> Deal:
     )
 
 
+def contact(number: int) -> Contact:
+    return Contact(
+        id=f"crm-{number:06d}",
+        responsibleUserId=f"rep-{number % 50}",
+        name=f"Contact {number}",
+        uri=None,
+        contactData=[
+            ContactData(chatType="whatsapp", chatId=f"7901{number:07d}", username=None, phone=None),
+            ContactData(chatType="vk", chatId=f"vk-{number % 3000}", username=None, phone=None),
+        ],
+    )
+
+
 @dataclass(frozen=True)
 class Hot:
     """One statement of a request, with parameters, and the columns the index condition
@@ -65,6 +89,8 @@ class Hot:
     after_count: bool = False
     """Run after the count statement in its transaction, as the page is (which turns
     sorting off for that transaction)."""
+    count: str = "count"
+    """The name of that count statement."""
 
 
 def hot_statements(store: Store, account_id: int, key: str) -> dict[str, Hot]:
@@ -132,6 +158,93 @@ def hot_statements(store: Store, account_id: int, key: str) -> dict[str, Hot]:
             {"1": account_id, "2": listed[0]},
             {"deal_contacts": ("account_id", "deal_id")},
         ),
+        **contact_hot_statements(store, account_id),
+    }
+
+
+def contact_hot_statements(store: Store, account_id: int) -> dict[str, Hot]:
+    """The contacts' statements, built as the deals' are (the same blocks)."""
+    listed = [contact(number).id for number in range(4_000, 4_100)]
+    keys: dict[str, tuple[str, ...]] = {"contacts": ("account_id", "id")}
+    chats: dict[str, tuple[str, ...]] = {"contact_chats": ("account_id", "contact_id")}
+    contacts = store._contacts
+    delete_listed = cast(_PostgreSQLListedDelete, contacts.delete_listed)
+    chat_index = contacts.chat_index
+    return {
+        "contact count": Hot(contacts.count, {"account": account_id}, {}),
+        "contact count adjust (upload)": Hot(
+            contacts.adjust_count, {"account": account_id, "ids": listed, "added": 100}, keys
+        ),
+        "contact count adjust (delete)": Hot(
+            delete_listed.adjust_count, {"account": account_id, "ids": listed, "added": 0}, keys
+        ),
+        "contact upsert": Hot(
+            contacts.upsert_statement,
+            {
+                "account_id": account_id,
+                "id": listed,
+                "responsible_user_id": ["u"] * 100,
+                "name": ["n"] * 100,
+                "uri": [None] * 100,
+                "contact_data": ["[]"] * 100,
+            },
+            {},
+        ),
+        "chat index delete": Hot(
+            chat_index.unindex,
+            {
+                "account_id": account_id,
+                "contact_id": listed[0],
+                "chat_type": ["whatsapp"],
+                "chat_id": ["79011112233"],
+            },
+            chats,
+        ),
+        "chat index insert": Hot(
+            chat_index.index,
+            {
+                "account_id": account_id,
+                "chat_type": "vk",
+                "chat_id": "vk-1",
+                "contact_id": listed[0],
+            },
+            {},
+        ),
+        "contact page": Hot(
+            contact_statements._PAGE,
+            {"account": account_id, "size": 100, "skip": IMPORTED // 2},
+            {"contacts": ("account_id",)},
+            after_count=True,
+            count="contact count",
+        ),
+        "contact page from the end": Hot(
+            contact_statements._PAGE_FROM_END,
+            {"account": account_id, "size": 100, "skip": 100},
+            {"contacts": ("account_id",)},
+            after_count=True,
+            count="contact count",
+        ),
+        "one contact": Hot(
+            contact_statements._ONE_CONTACT,
+            {"account": account_id, "contact_id": listed[0]},
+            keys,
+        ),
+        "a chat's contacts": Hot(
+            contact_statements._CHAT_CONTACTS,
+            {"account": account_id, "chat_type": "vk", "chat_id": "vk-1"},
+            {"contact_chats": ("account_id", "chat_type", "chat_id")},
+        ),
+        "delete listed contacts (each)": Hot(
+            delete_listed.delete_one, {"account": account_id, "contact_id": listed[0]}, keys
+        ),
+        "delete cascade to the chat index": Hot(
+            sa.text(
+                'DELETE FROM ONLY "public"."contact_chats" WHERE $1 OPERATOR(pg_catalog.=)'
+                ' "account_id" AND $2 OPERATOR(pg_catalog.=) "contact_id"'
+            ),
+            {"1": account_id, "2": listed[0]},
+            chats,
+        ),
     }
 
 
@@ -169,7 +282,7 @@ class Explainer:
         try:
             self.cursor.execute(f"SET LOCAL plan_cache_mode = {mode}")
             if self.hot[name].after_count:
-                self.cursor.execute(*self._execute("count"))
+                self.cursor.execute(*self._execute(self.hot[name].count))
             execute, arguments = self._execute(name)
             self.cursor.execute(f"EXPLAIN (FORMAT JSON) {execute}", arguments)
             row = self.cursor.fetchone()
@@ -251,6 +364,8 @@ def test_hot_statements_use_their_index_without_statistics(fresh_database: str) 
                     for start in range(0, IMPORTED, 100):
                         batch = [deal(number) for number in range(start, start + 100)]
                         await store.upsert_deals(account_id=account.id, deals=batch)
+                        contacts = [contact(number) for number in range(start, start + 100)]
+                        await store.upsert_contacts(account_id=account.id, contacts=contacts)
                 finally:
                     await async_engine.dispose()  # on the loop its connection belongs to
 

@@ -1,7 +1,7 @@
 """The OpenAPI document: FastAPI's, with the bodies and responses described by the msgspec
 types that the routes really use (the routes read raw bodies, so FastAPI cannot see them)."""
 
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 from fastapi import FastAPI
@@ -9,10 +9,18 @@ from fastapi.openapi.utils import get_openapi
 
 from crmdeals import __version__
 from crmdeals.api.envelope import ErrorBody
+from crmdeals.contacts.schemas import ChatType, ContactBatch, ContactIdBatch, ContactsPage
+from crmdeals.contacts.schemas import Contact as ContactSchema
 from crmdeals.deals.schemas import Deal as DealSchema
 from crmdeals.deals.schemas import DealBatch, DealIdBatch, DealsPage
+from crmdeals.drift.schemas import DriftPage
+from crmdeals.fields import PHONE_PATTERN
+from crmdeals.limits import MAX_ID_LENGTH, MAX_PHONE_DIGITS, MIN_PHONE_DIGITS
 from crmdeals.panel import PanelLink, PanelLinkRequest
+from crmdeals.pipelines.schemas import Pipeline, PipelineBatch
 from crmdeals.sandbox import Fault, LoggedRequest
+from crmdeals.users.schemas import User as UserSchema
+from crmdeals.users.schemas import UserBatch, UserIdBatch
 
 _REF = "#/components/schemas/{name}"
 _SCHEMAS, _COMPONENTS = msgspec.json.schema_components(
@@ -68,6 +76,129 @@ def _add_client_rules(schema: Any) -> None:
 for _sent_by_clients in ("DealInput", "DealIdBatch", "PanelLinkRequest"):
     _add_client_rules(_COMPONENTS[_sent_by_clients])
 
+# -- pipelines and the drift report: components of their own, merged into the document's
+_PIPELINE_SCHEMAS, _PIPELINE_COMPONENTS = msgspec.json.schema_components(
+    [PipelineBatch, list[Pipeline], DriftPage], ref_template=_REF
+)
+_PIPELINE_BATCH, PIPELINE_LIST, DRIFT_PAGE = _PIPELINE_SCHEMAS
+for _sent_by_clients in ("PipelineInput", "StageInput"):
+    _add_client_rules(_PIPELINE_COMPONENTS[_sent_by_clients])
+_COMPONENTS |= _PIPELINE_COMPONENTS | {"PipelineBatch": _PIPELINE_BATCH}
+PIPELINE_BATCH = {"$ref": _REF.format(name="PipelineBatch")}
+
+# -- contacts: components of their own, merged into the document's. A chat's rules depend
+# on its chatType, which msgspec's types cannot say: the chat's schema is written here, one
+# branch per group of chat types, so that what it accepts is exactly what the server does.
+_CONTACT_SCHEMAS, _CONTACT_COMPONENTS = msgspec.json.schema_components(
+    [ContactBatch, ContactIdBatch, ContactsPage, ContactSchema], ref_template=_REF
+)
+_CONTACT_BATCH, _CONTACT_ID_BATCH, CONTACTS_PAGE, CONTACT = _CONTACT_SCHEMAS
+_add_client_rules(_CONTACT_COMPONENTS["ContactInput"])
+_add_client_rules(_CONTACT_ID_BATCH)
+
+
+def _chat_schema() -> dict[str, Any]:
+    """``ContactDataInput``: the fields' types, then the rules of each chat type."""
+    digits = f"{MIN_PHONE_DIGITS} to {MAX_PHONE_DIGITS} ASCII digits"
+    id_string = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": _NO_NUL}
+    id_integer = {
+        "type": "integer",
+        "minimum": -(2**63),
+        "maximum": 2**63 - 1,
+        "description": _INTEGER_ID,
+    }
+    phone = {"type": "string", "pattern": PHONE_PATTERN, "description": digits}
+    handle = {  # no leading "@", no U+0000
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_ID_LENGTH,
+        "pattern": r"^[^@\x00][^\x00]*$",
+    }
+    null = {"type": "null"}
+    present = {"not": null}
+
+    def chat_types(*names: str) -> dict[str, Any]:
+        return {"enum": list(names)}
+
+    without_handles = {"username": null, "phone": null}
+    return {
+        "title": "ContactDataInput",
+        "type": "object",
+        "properties": {
+            "chatType": chat_types(*get_args(ChatType)),
+            "chatId": {"anyOf": [id_string, id_integer, null]},
+            "username": {"anyOf": [handle, null]},
+            "phone": {"anyOf": [phone, null]},
+        },
+        "required": ["chatType"],
+        "oneOf": [
+            {
+                "description": f"`whatsapp`, `viber`: `chatId` is a phone, {digits}.",
+                "properties": {
+                    "chatType": chat_types("whatsapp", "viber"),
+                    "chatId": {
+                        "anyOf": [
+                            {**id_string, "pattern": PHONE_PATTERN},
+                            {
+                                **id_integer,
+                                "minimum": 10 ** (MIN_PHONE_DIGITS - 1),
+                                "maximum": 10**MAX_PHONE_DIGITS - 1,
+                            },
+                        ]
+                    },
+                    **without_handles,
+                },
+                "required": ["chatId"],
+            },
+            {
+                "description": "`instagram`: `chatId` without a leading `@`.",
+                "properties": {
+                    "chatType": chat_types("instagram"),
+                    "chatId": {"anyOf": [handle, id_integer]},
+                    **without_handles,
+                },
+                "required": ["chatId"],
+            },
+            {
+                "description": "Groups, `vk`, `avito`: `chatId` required.",
+                "properties": {
+                    "chatType": chat_types("whatsgroup", "telegroup", "vk", "avito", "maxgroup"),
+                    "chatId": {"anyOf": [id_string, id_integer]},
+                    **without_handles,
+                },
+                "required": ["chatId"],
+            },
+            {
+                "description": "`telegram`, `max`: `chatId`, `username` or `phone`, or more.",
+                "properties": {"chatType": chat_types("telegram", "max")},
+                "anyOf": [
+                    {"required": [name], "properties": {name: present}}
+                    for name in ("chatId", "username", "phone")
+                ],
+            },
+        ],
+    }
+
+
+_CONTACT_COMPONENTS["ContactDataInput"] = _chat_schema()
+_COMPONENTS |= _CONTACT_COMPONENTS | {
+    "ContactBatch": _CONTACT_BATCH,
+    "ContactIdBatch": _CONTACT_ID_BATCH,
+}
+CONTACT_BATCH = {"$ref": _REF.format(name="ContactBatch")}
+CONTACT_ID_BATCH = {"$ref": _REF.format(name="ContactIdBatch")}
+
+# -- users: components of their own, merged into the document's
+_USER_SCHEMAS, _USER_COMPONENTS = msgspec.json.schema_components(
+    [UserBatch, UserIdBatch, UserSchema, list[UserSchema]], ref_template=_REF
+)
+_USER_BATCH, _USER_ID_BATCH, USER, USER_LIST = _USER_SCHEMAS
+_add_client_rules(_USER_COMPONENTS["UserInput"])
+_add_client_rules(_USER_ID_BATCH)
+_COMPONENTS |= _USER_COMPONENTS | {"UserBatch": _USER_BATCH, "UserIdBatch": _USER_ID_BATCH}
+USER_BATCH = {"$ref": _REF.format(name="UserBatch")}
+USER_ID_BATCH = {"$ref": _REF.format(name="UserIdBatch")}
+
 _ERRORS = {
     400: "The body or the query is invalid (`TOO_MANY_ENTITIES`, `INVALID_DEALS_DATA`, "
     "`INVALID_JSON`, `INVALID_REQUEST`); nothing was changed.",
@@ -103,16 +234,20 @@ def offset_parameter(plural: str) -> dict[str, Any]:
 
 
 def responses(
-    ok: str, *errors: int, schema: dict[str, Any] | None = None
+    ok: str,
+    *errors: int,
+    schema: dict[str, Any] | None = None,
+    described: dict[int, str] | None = None,
 ) -> dict[int | str, dict[str, Any]]:
     """The documented responses of an API route: 200 (with ``schema``, if it has a body),
-    401, 429, 503 and the given ``errors``."""
+    401, 429, 503 and the given ``errors``; ``described``: the route's own descriptions of
+    some of them (another entity's codes), instead of the deals routes'."""
     documented: dict[int | str, dict[str, Any]] = {200: {"description": ok}}
     if schema is not None:
         documented[200]["content"] = {"application/json": {"schema": schema}}
     for status in sorted({*errors, 401, 429, 503}):
         documented[status] = {
-            "description": _ERRORS[status],
+            "description": (described or {}).get(status, _ERRORS[status]),
             "content": {"application/json": {"schema": ERROR}},
         }
     documented[429]["headers"] = {
@@ -161,19 +296,23 @@ def _document(app: FastAPI) -> dict[str, Any]:
     for path, operations in document["paths"].items():
         for operation in operations.values():
             operation.get("responses", {}).pop("422", None)
-            if path.startswith(("/v3/", "/sandbox/")):
+            if path.startswith(("/v3/", "/sandbox/", "/crmdeals/")):
                 operation["security"] = [{"bearer": []}, {"basic": []}]
-    _document_the_deal_named_bulk_delete(document["paths"])
+    for plural in ("deals", "contacts", "users"):
+        _document_the_one_named_bulk_delete(document["paths"], plural)
     return document
 
 
-def _document_the_deal_named_bulk_delete(paths: dict[str, Any]) -> None:
+def _document_the_one_named_bulk_delete(paths: dict[str, Any], plural: str) -> None:
     """``GET`` and ``DELETE /v3/deals/bulk_delete`` reach the deal whose id is
-    ``bulk_delete`` (every id is reachable). OpenAPI matches a concrete path before a
-    template, so without these operations that path would seem to take ``PATCH`` alone."""
-    one_deal, bulk_delete = paths["/v3/deals/{deal_id}"], paths["/v3/deals/bulk_delete"]
+    ``bulk_delete`` (every id is reachable), and the same for contacts. OpenAPI matches a
+    concrete path before a template, so without these operations that path would seem to
+    take ``PATCH`` alone."""
+    singular = plural.removesuffix("s")
+    one = paths[f"/v3/{plural}/{{{singular}_id}}"]
+    bulk_delete = paths[f"/v3/{plural}/bulk_delete"]
     for method in ("get", "delete"):
-        operation = {key: value for key, value in one_deal[method].items() if key != "parameters"}
-        operation["summary"] += " (the deal whose id is `bulk_delete`)"
+        operation = {key: value for key, value in one[method].items() if key != "parameters"}
+        operation["summary"] += f" (the {singular} whose id is `bulk_delete`)"
         operation["operationId"] += "_named_bulk_delete"
         bulk_delete[method] = operation

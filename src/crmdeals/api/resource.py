@@ -16,6 +16,7 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from crmdeals.errors import InvalidRequest
 from crmdeals.fields import is_storable_id
+from crmdeals.limits import MAX_ID_LENGTH
 
 _MAX_OFFSET_DIGITS = 18  # a longer offset is past the end of any account
 
@@ -58,10 +59,11 @@ class PathId:
     """The id as the 404 names it."""
 
 
-def path_id(request: Request, routed_id: str) -> PathId:
-    """The ``{id}`` of the request's URL, of which ``routed_id`` is the router's reading."""
+def path_id(request: Request, routed_id: str, *, max_length: int = MAX_ID_LENGTH) -> PathId:
+    """The ``{id}`` of the request's URL, of which ``routed_id`` is the router's reading;
+    ``max_length``: the entity's longest id (a user's may be 200 characters)."""
     exact_id = _exact_path_id(request, routed_id)
-    storable = exact_id if exact_id is not None and is_storable_id(exact_id) else None
+    storable = exact_id if exact_id is not None and is_storable_id(exact_id, max_length) else None
     return PathId(storable=storable, shown=exact_id or routed_id)
 
 

@@ -117,6 +117,12 @@ class Dialect(ABC):
         parameter of one key, where a key at a time is deleted."""
 
     @abstractmethod
+    def listed_rows(self, keys: sa.Column[str], *columns: sa.Column[Any]) -> sa.Select[Any]:
+        """``columns`` of the account's rows whose ``keys`` is one of the ``ids`` parameter
+        (parameters ``account`` and ``ids``). ``keys`` is unique within an account (a
+        user's phone), with an index on (``account_id``, ``keys``)."""
+
+    @abstractmethod
     def batch_rows(self, fields: BatchFields, *, key: sa.Column[str]) -> sa.Select[Any]:
         """The rows of a batch (parameters: ``batch_parameters``), ``account_id`` first,
         then ``fields`` in order, for an ``INSERT ... FROM SELECT``. On PostgreSQL they come
@@ -137,6 +143,16 @@ class Dialect(ABC):
         """``children`` kept equal to the ``field`` lists of a batch's items (``ChildLists``):
         ``parent`` holds the item's ``id``, ``child`` one value of its list. The table needs
         an index on (``account_id``, ``parent``), to find an item's rows."""
+
+    @abstractmethod
+    def child_rows(
+        self, children: sa.Table, *, parent: sa.Column[str], field: str, columns: BatchFields
+    ) -> ChildLists:
+        """``children`` kept equal to the ``field`` lists of a batch's items whose values are
+        objects (``ChildLists``; a contact's chats as ``contact_chats``): ``parent`` holds the
+        item's ``id``; each object makes one row, its fields filling ``columns`` (field name,
+        column), and an object with one of them ``null`` makes none. The table needs an index
+        on ``account_id`` and ``parent`` (in either order), to find an item's rows."""
 
 
 class SQLite(Dialect):
@@ -176,6 +192,11 @@ class SQLite(Dialect):
             .returning(keys),
         )
 
+    def listed_rows(self, keys: sa.Column[str], *columns: sa.Column[Any]) -> sa.Select[Any]:
+        return sa.select(*columns).where(
+            keys.table.c.account_id == sa.bindparam("account"), _listed(keys)
+        )
+
     def batch_rows(self, fields: BatchFields, *, key: sa.Column[str]) -> sa.Select[Any]:
         batch = sa.func.json_each(sa.bindparam("batch", type_=sa.Text)).table_valued("value")
         values = [sa.func.json_extract(batch.c.value, f"$.{field}") for field, _ in fields]
@@ -192,6 +213,11 @@ class SQLite(Dialect):
         self, children: sa.Table, *, parent: sa.Column[str], child: sa.Column[str], field: str
     ) -> ChildLists:
         return _SQLiteChildLists(children, parent=parent, child=child, field=field)
+
+    def child_rows(
+        self, children: sa.Table, *, parent: sa.Column[str], field: str, columns: BatchFields
+    ) -> ChildLists:
+        return _SQLiteChildRows(children, parent=parent, field=field, columns=columns)
 
 
 def _listed(column: sa.Column[str]) -> sa.ColumnElement[bool]:
@@ -257,6 +283,69 @@ class _SQLiteChildLists:
     ) -> None:
         connection.execute(self.unindex, upserted)
         connection.execute(self.index, upserted)
+
+
+class _SQLiteChildRows:
+    """``_SQLiteChildLists`` for lists of objects: each row's values are fields of one
+    object of the list."""
+
+    def __init__(
+        self, children: sa.Table, *, parent: sa.Column[str], field: str, columns: BatchFields
+    ) -> None:
+        index = _parent_index(children, parent)
+        names = ", ".join(column.name for _, column in columns)
+        values = ", ".join(f"listed.value ->> '{name}'" for name, _ in columns)
+        complete = " AND ".join(f"listed.value ->> '{name}' IS NOT NULL" for name, _ in columns)
+        # Without "INDEXED BY" SQLite reads all the account's rows through the primary key.
+        # The objects with a null field are left out of the NOT IN: one NULL in a row value
+        # would make the comparison unknown, and keep rows that must go.
+        self.unindex = sa.text(
+            f"DELETE FROM {children.name} INDEXED BY {index}"  # noqa: S608 (schema names only)
+            " WHERE account_id = :account_id"
+            f" AND {parent.name} IN (SELECT item.value ->> 'id' FROM json_each(:batch) AS item)"
+            f" AND ({parent.name}, {names}) NOT IN (SELECT item.value ->> 'id', {values}"
+            f" FROM json_each(:batch) AS item, json_each(item.value, '$.{field}') AS listed"
+            f" WHERE {complete})"
+        )
+        item = sa.func.json_each(sa.bindparam("batch", type_=sa.Text)).table_valued("value")
+        value = sa.func.json_each(item.c.value, f"$.{field}").table_valued("value")
+        fields = [sa.func.json_extract(value.c.value, f"$.{name}") for name, _ in columns]
+        rows = (
+            sa.select(
+                sa.bindparam("account_id", type_=sa.Integer),
+                *fields,
+                sa.func.json_extract(item.c.value, "$.id"),
+            )
+            .select_from(item.join(value, sa.true()))
+            .where(*(field_.is_not(None) for field_ in fields))
+            .distinct()  # an object listed twice: once
+        )
+        self.index = (
+            sqlite.insert(children)
+            .from_select(["account_id", *(column.name for _, column in columns), parent.name], rows)
+            .on_conflict_do_nothing()
+        )
+
+    def replace(
+        self,
+        connection: sa.Connection,
+        account_id: int,
+        batch: Sequence[Any],
+        upserted: dict[str, Any],
+    ) -> None:
+        connection.execute(self.unindex, upserted)
+        connection.execute(self.index, upserted)
+
+
+def _parent_index(children: sa.Table, parent: sa.Column[str]) -> str:
+    """The name of ``children``'s index on ``account_id`` and ``parent``, in either order."""
+    (index,) = [
+        index.name
+        for index in children.indexes
+        if {column.name for column in index.columns} == {"account_id", parent.name}
+    ]
+    assert index is not None, "the index is named in tables.py"
+    return index
 
 
 class PostgreSQL(Dialect):
@@ -331,6 +420,23 @@ class PostgreSQL(Dialect):
             key_parameter,
         )
 
+    def listed_rows(self, keys: sa.Column[str], *columns: sa.Column[Any]) -> sa.Select[Any]:
+        """One index probe per listed key (``LATERAL ... LIMIT 1``), as ``count_adjustment``
+        does, for the same reason: ``keys = ANY($ids)`` may be planned as a walk of the
+        account."""
+        listed = (
+            sa.func.unnest(sa.bindparam("ids", type_=postgresql.ARRAY(sa.Text)))
+            .table_valued("id")
+            .render_derived(name="listed")
+        )
+        probe = (
+            sa.select(*columns)
+            .where(keys.table.c.account_id == sa.bindparam("account"), keys == listed.c.id)
+            .limit(sa.literal_column("1"))  # a literal: a parameter would be planned as unknown
+            .lateral("found")
+        )
+        return sa.select(*probe.c).select_from(listed.join(probe, sa.true()))
+
     def batch_rows(self, fields: BatchFields, *, key: sa.Column[str]) -> sa.Select[Any]:
         names = [column.name for _, column in fields]
         arrays = [
@@ -356,6 +462,11 @@ class PostgreSQL(Dialect):
         self, children: sa.Table, *, parent: sa.Column[str], child: sa.Column[str], field: str
     ) -> ChildLists:
         return _PostgreSQLChildLists(children, parent=parent, child=child, field=field)
+
+    def child_rows(
+        self, children: sa.Table, *, parent: sa.Column[str], field: str, columns: BatchFields
+    ) -> ChildLists:
+        return _PostgreSQLChildRows(children, parent=parent, field=field, columns=columns)
 
 
 class _PostgreSQLListedDelete:
@@ -422,6 +533,76 @@ class _PostgreSQLChildLists:
                 for value in dict.fromkeys(values(item))  # a value listed twice: once
             ],
         )
+
+
+class _PostgreSQLChildRows:
+    """``_PostgreSQLChildLists`` for lists of objects, item by item through the index on
+    (``account_id``, ``parent``): an item's rows whose values it no longer lists are
+    deleted (its objects as one array per column, unnested into rows), then those of the
+    objects it newly lists inserted."""
+
+    def __init__(
+        self, children: sa.Table, *, parent: sa.Column[str], field: str, columns: BatchFields
+    ) -> None:
+        listed = (
+            sa.func.unnest(
+                *(
+                    sa.bindparam(column.name, type_=postgresql.ARRAY(sa.Text))
+                    for _, column in columns
+                )
+            )
+            .table_valued(*(column.name for _, column in columns))
+            .render_derived(name="listed")
+        )
+        self.unindex = sa.delete(children).where(
+            children.c.account_id == sa.bindparam("account_id"),
+            parent == sa.bindparam(parent.name),
+            sa.tuple_(*(column for _, column in columns)).not_in(sa.select(*listed.c)),
+        )
+        self.index = postgresql.insert(children).on_conflict_do_nothing()
+        self._parent = parent.name
+        self._columns = [(name, column.name) for name, column in columns]
+        self._objects = operator.attrgetter(field)
+
+    def replace(
+        self,
+        connection: sa.Connection,
+        account_id: int,
+        batch: Sequence[Any],
+        upserted: dict[str, Any],
+    ) -> None:
+        rows = {item.id: self._rows(item) for item in batch}
+        columns = [column for _, column in self._columns]
+        connection.execute(
+            self.unindex,
+            [
+                {
+                    "account_id": account_id,
+                    self._parent: item_id,
+                    **{column: [row[n] for row in item_rows] for n, column in enumerate(columns)},
+                }
+                for item_id, item_rows in rows.items()
+            ],
+        )
+        inserted = [
+            {
+                "account_id": account_id,
+                self._parent: item_id,
+                **dict(zip(columns, row, strict=True)),
+            }
+            for item_id, item_rows in rows.items()
+            for row in item_rows
+        ]
+        if inserted:  # an executemany of no rows would insert one row without values
+            connection.execute(self.index, inserted)
+
+    def _rows(self, item: Any) -> list[tuple[Any, ...]]:
+        """The values of ``item``'s rows: one per object with no field ``null``, each once."""
+        rows = (
+            tuple(getattr(value, name) for name, _ in self._columns)
+            for value in self._objects(item)
+        )
+        return list(dict.fromkeys(row for row in rows if None not in row))
 
 
 def dialect_for(engine: sa.Engine) -> Dialect:

@@ -9,17 +9,27 @@ a few rows that SQLite may run on the event loop; ``writes`` those that write (r
 a conflict). The administration methods (for the command line) are plain functions.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from crmdeals.contacts.schemas import Contact, ContactsPage
 from crmdeals.deals.schemas import Deal, DealsPage
+from crmdeals.drift.schemas import DriftPage
+from crmdeals.errors import DuplicatePhoneNumber
+from crmdeals.pipelines.schemas import Pipeline
 from crmdeals.storage.accounts import Account, Accounts, ApiKey
+from crmdeals.storage.contacts import Contacts
 from crmdeals.storage.deals import Deals
 from crmdeals.storage.dialects import dialect_for
-from crmdeals.storage.transactions import T, Transactions
+from crmdeals.storage.drift import DriftReport
+from crmdeals.storage.names import NameLookup, Names
+from crmdeals.storage.pipelines import Pipelines
+from crmdeals.storage.transactions import WRITE_ATTEMPTS, T, Transactions
+from crmdeals.storage.users import Users, is_phone_conflict
+from crmdeals.users.schemas import User
 
 
 class Store:
@@ -34,6 +44,11 @@ class Store:
         self._transactions = Transactions(engine, async_engine)
         self._deals = Deals(dialect)
         self._accounts = Accounts(dialect)
+        self._users = Users(dialect)
+        self._contacts = Contacts(dialect)
+        self._pipelines = Pipelines()
+        self._drift = DriftReport()
+        self._names = NameLookup(dialect)
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
@@ -122,6 +137,137 @@ class Store:
         and every process (on every machine) reads the same value afterwards."""
         work = self._accounts.server_secret(name, candidate)
         return await self._transactions.run(work, writes=True)
+
+    # -- pipelines -------------------------------------------------------------------------
+
+    async def replace_pipelines(self, *, account_id: int, pipelines: list[Pipeline]) -> None:
+        """Make ``pipelines`` (one per id) the account's whole set, in their order, in one
+        transaction; ``[]`` deletes them all."""
+        work = self._pipelines.replace(account_id, pipelines)
+        await self._transactions.run(work, writes=True, short=True)
+
+    async def list_pipelines(self, *, account_id: int) -> list[Pipeline]:
+        """The account's pipelines, in the order last sent."""
+        return await self._transactions.run(self._pipelines.list(account_id), short=True)
+
+    async def delete_all_pipelines(self, *, account_id: int) -> None:
+        """Delete every pipeline of the account (the sandbox's reset)."""
+        work = self._pipelines.delete_all(account_id)
+        await self._transactions.run(work, writes=True, short=True)
+
+    # -- contacts --------------------------------------------------------------------------
+
+    async def upsert_contacts(self, *, account_id: int, contacts: list[Contact]) -> None:
+        """Add or fully replace ``contacts`` (one per id) and their chats in the chat index,
+        in one transaction."""
+        if not contacts:
+            return
+        work = self._contacts.upsert(account_id, contacts)
+        await self._transactions.run(work, writes=True, short=True)
+
+    async def list_contacts(self, *, account_id: int, offset: int, limit: int) -> ContactsPage:
+        """Up to ``limit`` contacts in id order after skipping ``offset``, and the account's
+        count (``Contacts.page``)."""
+        return await self._transactions.run(self._contacts.page(account_id, offset, limit))
+
+    async def get_contact(self, *, account_id: int, contact_id: str) -> Contact | None:
+        work = self._contacts.get(account_id, contact_id)
+        return await self._transactions.run(work, short=True)
+
+    async def contact_ids_of_chat(
+        self, *, account_id: int, chat_type: str, chat_id: str
+    ) -> list[str]:
+        """The ids of the contacts holding the chat (``chatType`` and ``chatId``, exactly), in
+        id order: a chat may belong to several contacts."""
+        work = self._contacts.ids_of_chat(account_id, chat_type, chat_id)
+        return await self._transactions.run(work, short=True)
+
+    async def delete_contact(self, *, account_id: int, contact_id: str) -> bool:
+        """Delete one contact; whether it existed."""
+        return not await self.delete_contacts(account_id=account_id, contact_ids=[contact_id])
+
+    async def delete_contacts(self, *, account_id: int, contact_ids: list[str]) -> list[str]:
+        """Delete the listed contacts in one transaction; the ids that did not exist, in
+        order."""
+        if not contact_ids:
+            return []
+        work = self._contacts.delete(account_id, contact_ids)
+        return await self._transactions.run(work, writes=True, short=True)
+
+    async def delete_all_contacts(self, *, account_id: int) -> None:
+        """Delete every contact of the account (the sandbox's reset)."""
+        await self._transactions.run(self._contacts.delete_all(account_id), writes=True)
+
+    # -- names (for the pages) --------------------------------------------------------------
+
+    async def names(
+        self, *, account_id: int, user_ids: Sequence[str], contact_ids: Sequence[str]
+    ) -> Names:
+        """The names of those of the listed users and contacts that the account holds, in
+        one statement: a page asks once for every id it shows (``NameLookup``)."""
+        work = self._names.names(account_id, user_ids, contact_ids)
+        return await self._transactions.run(work)
+
+    # -- drift -----------------------------------------------------------------------------
+
+    async def drift_report(self, *, account_id: int, offset: int, limit: int) -> DriftPage:
+        """Up to ``limit`` entries of the account's drift report after skipping ``offset``,
+        and how many it holds (``DriftReport.page``), computed now."""
+        return await self._transactions.run(self._drift.page(account_id, offset, limit))
+
+    # -- users -----------------------------------------------------------------------------
+
+    async def upsert_users(
+        self,
+        *,
+        account_id: int,
+        users: Sequence[User],
+        indexes: Sequence[int] | None = None,
+        limit: int = 0,
+    ) -> None:
+        """Add or fully replace ``users`` (one per id) in one transaction, unless they would
+        leave two users of the account with one phone (``DuplicatePhoneNumber``, naming each
+        user by its ``indexes``, where the body held it; by default its place in ``users``)
+        or add users past ``limit`` (``UserLimitExceeded``; 0: none). See ``Users.upsert``.
+
+        A violation of the one-phone index (which only a writer that skipped the account's
+        count row could cause) runs the transaction again, whose check then sees that
+        writer's users and answers ``DuplicatePhoneNumber`` itself."""
+        if not users:
+            return
+        work = self._users.upsert(account_id, users, indexes or range(len(users)), limit=limit)
+        for _ in range(WRITE_ATTEMPTS):
+            try:
+                await self._transactions.run(work, writes=True, short=True)
+            except sa.exc.IntegrityError as error:
+                if not is_phone_conflict(error):
+                    raise
+            else:
+                return
+        raise DuplicatePhoneNumber([])
+
+    async def list_users(self, *, account_id: int) -> list[User]:
+        """Every user of the account, by name then id (code point order)."""
+        return await self._transactions.run(self._users.get_all(account_id))
+
+    async def get_user(self, *, account_id: int, user_id: str) -> User | None:
+        return await self._transactions.run(self._users.get(account_id, user_id), short=True)
+
+    async def delete_user(self, *, account_id: int, user_id: str) -> bool:
+        """Delete one user; whether it existed."""
+        return not await self.delete_users(account_id=account_id, user_ids=[user_id])
+
+    async def delete_users(self, *, account_id: int, user_ids: list[str]) -> list[str]:
+        """Delete the listed users (each listed once) in one transaction; the ids that did
+        not exist, in order."""
+        if not user_ids:
+            return []
+        work = self._users.delete(account_id, user_ids)
+        return await self._transactions.run(work, writes=True, short=True)
+
+    async def delete_all_users(self, *, account_id: int) -> None:
+        """Delete every user of the account (the sandbox's reset)."""
+        await self._transactions.run(self._users.delete_all(account_id), writes=True)
 
     # -- administration --------------------------------------------------------------------
 

@@ -81,6 +81,117 @@ transaction (and deleted with the deal), so a contact's deals are found in id or
 without reading the account's other deals. ``ix_deal_contacts_deal`` finds a deal's rows,
 for the upload that replaces them and for the cascade of a delete."""
 
+ContactId = sa.String(100).with_variant(sa.String(100, collation="C"), "postgresql")
+"""Contact ids sort in code point order, as deal ids do."""
+
+contacts = sa.Table(
+    "contacts",
+    metadata,
+    sa.Column(
+        "account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("id", ContactId, nullable=False),
+    sa.Column("responsible_user_id", sa.String(100), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("uri", sa.String(200), nullable=True),
+    sa.Column(
+        "contact_data",
+        sa.Text,
+        nullable=False,
+        comment="JSON array of the chats: chatType, chatId, username, phone",
+    ),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.PrimaryKeyConstraint("account_id", "id"),
+)
+
+contact_counts = sa.Table(
+    "contact_counts",
+    metadata,
+    sa.Column(
+        "account_id",
+        sa.Integer,
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("contacts", sa.Integer, nullable=False),
+)
+"""How many contacts each account holds, kept as ``deal_counts`` is."""
+
+contact_chats = sa.Table(
+    "contact_chats",
+    metadata,
+    sa.Column("account_id", sa.Integer, nullable=False),
+    sa.Column("chat_type", sa.String(20), nullable=False),
+    sa.Column("chat_id", sa.String(100), nullable=False),
+    sa.Column("contact_id", ContactId, nullable=False),
+    sa.PrimaryKeyConstraint("account_id", "chat_type", "chat_id", "contact_id"),
+    sa.ForeignKeyConstraint(
+        ["account_id", "contact_id"], ["contacts.account_id", "contacts.id"], ondelete="CASCADE"
+    ),
+    sa.Index("ix_contact_chats_contact", "contact_id", "account_id"),
+)
+"""The chat -> contact index: one row per chat with a ``chatId`` of each contact, written in
+the upload's transaction (and deleted with the contact), so a chat's contacts (a chat may
+belong to several) are found in id order through the primary key, without reading the
+account's other contacts. A chat known only by ``username`` or ``phone`` has no row.
+``ix_contact_chats_contact`` finds a contact's rows, for the upload that replaces them and
+for the cascade of a delete. It leads with ``contact_id``: leading with ``account_id``, it
+tied with the primary key in the plans PostgreSQL makes on empty tables, and a chat's
+lookup that won the tie walked the account's rows (``tests/storage/test_postgres_plans.py``)."""
+
+UserId = sa.String(200).with_variant(sa.String(200, collation="C"), "postgresql")
+UserName = sa.String(200).with_variant(sa.String(200, collation="C"), "postgresql")
+"""User ids and names sort in code point order (the list is by name, then id), as deal ids
+do."""
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column(
+        "account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("id", UserId, nullable=False),
+    sa.Column("name", UserName, nullable=False),
+    sa.Column("phone", sa.String(15), nullable=True),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.PrimaryKeyConstraint("account_id", "id"),
+    sa.Index(
+        "ux_users_phone",
+        "account_id",
+        "phone",
+        unique=True,
+        postgresql_where=sa.text("phone IS NOT NULL"),
+        sqlite_where=sa.text("phone IS NOT NULL"),
+    ),
+)
+"""The CRM's staff. ``ux_users_phone``: no two users of an account share a phone, whatever
+runs at once (rows without a phone are left out of the index)."""
+
+user_counts = sa.Table(
+    "user_counts",
+    metadata,
+    sa.Column(
+        "account_id",
+        sa.Integer,
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("users", sa.Integer, nullable=False),
+)
+"""How many users each account holds, kept as ``deal_counts`` is. Every write of an
+account's users locks its row first, so those writes take turns: the user limit and the
+phone check see the users the write before committed."""
+
 server_secrets = sa.Table(
     "server_secrets",
     metadata,
@@ -107,3 +218,19 @@ session is live only while its row is. Signing out deletes the row, so a copy of
 cookie kept from before stops working at once (a signature alone cannot be taken back).
 A session of a revoked key is refused by the key's ``revoked_at``; rows past
 ``expires_at`` are deleted by later sign-ins."""
+
+pipelines = sa.Table(
+    "pipelines",
+    metadata,
+    sa.Column(
+        "account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("id", sa.String(100), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("stages", sa.Text, nullable=True, comment="JSON array of {id, name}; NULL: none"),
+    sa.PrimaryKeyConstraint("account_id", "id"),
+)
+"""Each account's pipelines, the whole set as last sent: ``position`` is a pipeline's place
+in that upload (``GET /v3/pipelines`` lists them in that order). An upload deletes the
+account's rows and inserts its own, in one transaction."""

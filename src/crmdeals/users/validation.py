@@ -4,7 +4,9 @@ What two users may not share (a phone) and how many an account may hold depend o
 stored users, so the store checks them, after these rules.
 """
 
+from collections.abc import Mapping, Sequence
 from operator import attrgetter
+from typing import Any
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -50,6 +52,38 @@ def parse_user_batch(body: bytes) -> list[User]:
     (which lists every invalid item).
     """
     return batch.parse_batch(body, USERS)
+
+
+def parse_indexed_user_batch(body: bytes) -> list[tuple[int, User]]:
+    """``parse_user_batch``'s users, each with its index in the body (its last occurrence's),
+    which ``DUPLICATE_PHONE_NUMBER`` names it by."""
+    return batch.parse_indexed_batch(body, USERS)
+
+
+def phone_conflicts(
+    upload: Sequence[tuple[int, User]], stored_holders: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """Each uploaded user that would share its phone once ``upload`` is stored, in body
+    order: ``{"index", "phone", "userId"}``, ``userId`` the phone's other holder (a stored
+    user the upload leaves alone, else the first other uploaded user holding it).
+
+    ``stored_holders``: the stored holder of each of the upload's phones (phone -> user id).
+    A holder that is itself uploaded is left out: the upload replaces its phone."""
+    uploaded_ids = {user.id for _, user in upload}
+    holders: dict[str, list[str]] = {
+        phone: [user_id] for phone, user_id in stored_holders.items() if user_id not in uploaded_ids
+    }
+    for _, user in upload:
+        if user.phone is not None:
+            holders.setdefault(user.phone, []).append(user.id)
+    conflicts = []
+    for index, user in sorted(upload, key=lambda indexed: indexed[0]):
+        if user.phone is None:
+            continue
+        others = [holder for holder in holders[user.phone] if holder != user.id]
+        if others:
+            conflicts.append({"index": index, "phone": user.phone, "userId": others[0]})
+    return conflicts
 
 
 def parse_user_id_batch(body: bytes) -> list[str]:

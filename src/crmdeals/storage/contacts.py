@@ -1,0 +1,215 @@
+"""The contacts' statements and queries, built as the deals' are (``storage.deals``): each
+query is a ``Work`` that ``Store`` runs in one transaction, and takes the account id.
+
+Each write of contacts first locks the account's ``contact_counts`` row and adjusts it in
+the same transaction, so a page never counts the account's contacts. Each upload keeps the
+chat -> contact index (``contact_chats``) equal to the chats it stores, in its transaction."""
+
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+
+from crmdeals.contacts.schemas import Contact, ContactData, ContactsPage
+from crmdeals.storage.dialects import Dialect, Insert
+from crmdeals.storage.tables import contact_chats, contact_counts, contacts
+from crmdeals.storage.transactions import Work
+
+_CONTACT_COLUMNS = (
+    contacts.c.id,
+    contacts.c.responsible_user_id,
+    contacts.c.name,
+    contacts.c.uri,
+    contacts.c.contact_data,
+)
+_ACCOUNT_CONTACTS = sa.select(*_CONTACT_COLUMNS).where(
+    contacts.c.account_id == sa.bindparam("account")
+)
+_ONE_CONTACT = _ACCOUNT_CONTACTS.where(contacts.c.id == sa.bindparam("contact_id"))
+_PAGE = (
+    _ACCOUNT_CONTACTS.order_by(contacts.c.id)
+    .limit(sa.bindparam("size"))
+    .offset(sa.bindparam("skip"))
+)
+_PAGE_FROM_END = (
+    _ACCOUNT_CONTACTS.order_by(contacts.c.id.desc())
+    .limit(sa.bindparam("size"))
+    .offset(sa.bindparam("skip"))
+)
+_CHAT_CONTACTS = (
+    sa.select(contact_chats.c.contact_id)
+    .where(
+        contact_chats.c.account_id == sa.bindparam("account"),
+        contact_chats.c.chat_type == sa.bindparam("chat_type"),
+        contact_chats.c.chat_id == sa.bindparam("chat_id"),
+    )
+    .order_by(contact_chats.c.chat_type, contact_chats.c.chat_id, contact_chats.c.contact_id)
+)
+"""The statements that are the same on every dialect. ``_CHAT_CONTACTS`` reads the primary
+key, whose order gives the contacts in id order."""
+_BATCH_FIELDS = tuple(zip(Contact.__struct_fields__, _CONTACT_COLUMNS, strict=True))
+"""Each column an upload fills, with the field of ``Contact`` that fills it."""
+_REPLACED_ON_UPSERT = ("responsible_user_id", "name", "uri", "contact_data")
+_CHAT_FIELDS = (("chatType", contact_chats.c.chat_type), ("chatId", contact_chats.c.chat_id))
+"""The chat's fields the index holds: a chat is found by its type and id, exactly."""
+_decode_chats = msgspec.json.Decoder(list[ContactData]).decode
+_encode = msgspec.json.Encoder().encode
+
+
+class Contacts:
+    """The contact statements of one dialect, and the queries that run them."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._dialect = dialect
+        self.take_count = (
+            dialect.insert(contact_counts)
+            .values(account_id=sa.bindparam("account"), contacts=0)
+            .on_conflict_do_update(
+                index_elements=[contact_counts.c.account_id],
+                set_={"contacts": contact_counts.c.contacts},
+            )
+        )
+        """Lock the account's ``contact_counts`` row (making it at 0 when missing): the first
+        statement of every write of contacts, for the reasons ``Deals.take_count`` gives."""
+        self.adjust_count = dialect.count_adjustment(contact_counts.c.contacts, contacts.c.id)
+        self.count = dialect.without_sorting(sa.select(contact_counts.c.contacts)).where(
+            contact_counts.c.account_id == sa.bindparam("account")
+        )
+        """The account's count of contacts, the first statement of a page's transaction."""
+        self.delete_listed = dialect.listed_delete(
+            contact_counts.c.contacts, contacts.c.id, key_parameter="contact_id"
+        )
+        self.upsert_statement = _upsert_statement(dialect)
+        self.chat_index = dialect.child_rows(
+            contact_chats,
+            parent=contact_chats.c.contact_id,
+            field="contactData",
+            columns=_CHAT_FIELDS,
+        )
+        """The chat -> contact index (``tables.contact_chats``), replaced with each upload."""
+
+    def upsert(self, account_id: int, batch: list[Contact]) -> Work[None]:
+        """Add or fully replace the contacts of ``batch`` (one per id), their chats in the
+        chat index, and the account's count."""
+        parameters = self._dialect.batch_parameters(account_id, batch, _columns)
+        count_change = self._count_change(account_id, [contact.id for contact in batch])
+
+        def upsert(connection: sa.Connection) -> None:
+            connection.execute(self.take_count, {"account": account_id})
+            connection.execute(self.adjust_count, count_change)
+            connection.execute(self.upsert_statement, parameters)
+            self.chat_index.replace(connection, account_id, batch, parameters)
+
+        return upsert
+
+    def page(self, account_id: int, offset: int, limit: int) -> Work[ContactsPage]:
+        """Up to ``limit`` contacts in id order after skipping ``offset``, and the account's
+        count, read as ``Deals.page`` reads deals (a page of the second half from the far
+        end)."""
+
+        def page(connection: sa.Connection) -> ContactsPage:
+            count = connection.scalar(self.count, {"account": account_id}) or 0
+            size = min(limit, count - offset)
+            if size <= 0:
+                return ContactsPage(count=count, data=[])
+            from_end = count - offset - size
+            if from_end < offset:
+                window = {"account": account_id, "size": size, "skip": from_end}
+                rows = connection.execute(_PAGE_FROM_END, window).all()[::-1]
+            else:
+                window = {"account": account_id, "size": size, "skip": offset}
+                rows = connection.execute(_PAGE, window).all()
+            return ContactsPage(count=count, data=[_contact(row) for row in rows])
+
+        return page
+
+    def get(self, account_id: int, contact_id: str) -> Work[Contact | None]:
+        parameters = {"account": account_id, "contact_id": contact_id}
+
+        def one(connection: sa.Connection) -> Contact | None:
+            row = connection.execute(_ONE_CONTACT, parameters).first()
+            return None if row is None else _contact(row)
+
+        return one
+
+    def ids_of_chat(self, account_id: int, chat_type: str, chat_id: str) -> Work[list[str]]:
+        """The ids of the contacts that hold the chat (type and id, exactly), in id order."""
+        parameters = {"account": account_id, "chat_type": chat_type, "chat_id": chat_id}
+
+        def ids(connection: sa.Connection) -> list[str]:
+            return list(connection.scalars(_CHAT_CONTACTS, parameters))
+
+        return ids
+
+    def delete(self, account_id: int, contact_ids: list[str]) -> Work[list[str]]:
+        """Delete the listed contacts (and their chat index rows, by the foreign key's
+        cascade); the ids that did not exist, in order."""
+        count_change = self._count_change(account_id, contact_ids, added=False)
+
+        def delete(connection: sa.Connection) -> list[str]:
+            connection.execute(self.take_count, {"account": account_id})
+            deleted = self.delete_listed(connection, count_change)
+            return [contact_id for contact_id in contact_ids if contact_id not in deleted]
+
+        return delete
+
+    def delete_all(self, account_id: int) -> Work[None]:
+        """Delete every contact of the account (the sandbox's reset)."""
+        statement = sa.delete(contacts).where(contacts.c.account_id == account_id)
+        zero = (
+            sa.update(contact_counts)
+            .where(contact_counts.c.account_id == account_id)
+            .values(contacts=0)
+        )
+
+        def delete_all(connection: sa.Connection) -> None:
+            connection.execute(self.take_count, {"account": account_id})
+            connection.execute(zero)
+            connection.execute(statement)
+
+        return delete_all
+
+    def _count_change(
+        self, account_id: int, contact_ids: list[str], *, added: bool = True
+    ) -> dict[str, Any]:
+        """The parameters of ``adjust_count`` (and ``delete_listed``), as
+        ``Deals._count_change`` makes them."""
+        unique = list(dict.fromkeys(contact_ids))
+        ids = self._dialect.ids(unique)
+        return {"account": account_id, "ids": ids, "added": len(unique) if added else 0}
+
+
+def _upsert_statement(dialect: Dialect) -> Insert:
+    """``INSERT ... ON CONFLICT (account_id, id) DO UPDATE`` from the batch's rows: a new id
+    is added, a known one has every field replaced (its chats included)."""
+    rows = dialect.batch_rows(_BATCH_FIELDS, key=contacts.c.id)
+    names = [column.name for column in _CONTACT_COLUMNS]
+    statement = dialect.insert(contacts).from_select(["account_id", *names], rows)
+    return statement.on_conflict_do_update(
+        index_elements=[contacts.c.account_id, contacts.c.id],
+        set_={
+            **{column: statement.excluded[column] for column in _REPLACED_ON_UPSERT},
+            "updated_at": sa.func.now(),
+        },
+    )
+
+
+def _columns(batch: list[Contact]) -> dict[str, list[Any]]:
+    """``batch`` as one list per column (``Dialect.batch_parameters``)."""
+    return {
+        "id": [contact.id for contact in batch],
+        "responsible_user_id": [contact.responsibleUserId for contact in batch],
+        "name": [contact.name for contact in batch],
+        "uri": [contact.uri for contact in batch],
+        "contact_data": [_encode(contact.contactData).decode() for contact in batch],
+    }
+
+
+def _contact(row: sa.Row[Any, Any, Any, Any, Any]) -> Contact:
+    return Contact(
+        id=row.id,
+        responsibleUserId=row.responsible_user_id,
+        name=row.name,
+        uri=row.uri,
+        contactData=_decode_chats(row.contact_data),
+    )
