@@ -24,7 +24,7 @@ def assert_envelope(response: httpx.Response, status: int, code: str) -> dict[st
     return body
 
 
-@pytest.mark.parametrize("path", ["/", "/v3", "/v2/deals", "/v3/contacts", "/v3/deals/"])
+@pytest.mark.parametrize("path", ["/", "/v3", "/v2/deals", "/v3/companies", "/v3/deals/"])
 def test_unknown_route_is_not_found(client: TestClient, path: str) -> None:
     if path == "/v3/deals/":  # an empty id: the deal route, with an id no deal can have
         assert_envelope(client.get(path), 404, "DEAL_NOT_FOUND")
