@@ -65,3 +65,55 @@ def test_sandbox_server_without_pytest_fixtures() -> None:
         url = server.url
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/healthz")  # stopped
+
+
+def test_the_fixture_seeds_users_and_contacts_and_reads_everything_back(
+    pytester: pytest.Pytester,
+) -> None:
+    """What an integrator checks after their code ran: the account's deals, users and
+    contacts (read across pages) and the drift report; a seeded account has no drift, and
+    the next test starts without any of it."""
+    pytester.makepyfile(
+        test_entities="""
+        import httpx
+
+        def test_a_seeded_account_names_only_what_it_holds(crmdeals_server):
+            assert crmdeals_server.seed(150, seed=4, users=5, contacts=120) == 150
+            users = crmdeals_server.users()
+            contacts = crmdeals_server.contacts()
+            deals = crmdeals_server.deals()
+            assert (len(users), len(contacts), len(deals)) == (5, 120, 150)
+            assert [(u["name"], u["id"]) for u in users] == sorted(
+                (u["name"], u["id"]) for u in users
+            )
+            assert [c["id"] for c in contacts] == sorted(c["id"] for c in contacts)
+            assert {d["responsibleUserId"] for d in deals} <= {u["id"] for u in users}
+            assert crmdeals_server.drift() == []
+
+        def test_drift_names_what_the_integration_forgot(crmdeals_server):
+            headers = {"Authorization": f"Bearer {crmdeals_server.api_key}"}
+            deal = {
+                "id": "crm-1",
+                "responsibleUserId": "rep-7",
+                "name": "Renewal",
+                "contacts": ["c-1"],
+                "closed": False,
+            }
+            httpx.post(f"{crmdeals_server.url}/v3/deals", json=[deal], headers=headers)
+            user = {"id": "rep-7", "name": "Rep", "phone": "79001234567"}
+            httpx.post(f"{crmdeals_server.url}/v3/users", json=[user], headers=headers)
+            assert crmdeals_server.drift() == [
+                {"entity": "deal", "id": "crm-1", "field": "contacts", "missing": ["c-1"]}
+            ]
+            assert crmdeals_server.users() == [user]
+            assert crmdeals_server.deals() == [deal | {"uri": None}]
+            assert crmdeals_server.contacts() == []
+
+        def test_the_next_test_starts_without_them(crmdeals_server):
+            assert crmdeals_server.users() == []
+            assert crmdeals_server.contacts() == []
+            assert crmdeals_server.deals() == []
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
+    result.assert_outcomes(passed=3)

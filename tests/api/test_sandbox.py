@@ -12,11 +12,21 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from crmdeals.app import create_app
+from crmdeals.contacts.schemas import Contact
+from crmdeals.contacts.validation import check_contact
 from crmdeals.deals.schemas import Deal
 from crmdeals.deals.validation import check_deal
-from crmdeals.sandbox import FAULT_CODES, MAX_SEED, REQUEST_LOG_SIZE
+from crmdeals.sandbox import (
+    FAULT_CODES,
+    MAX_SEED,
+    MAX_SEED_CONTACTS,
+    MAX_SEED_USERS,
+    REQUEST_LOG_SIZE,
+)
 from crmdeals.settings import Settings
 from crmdeals.storage import Store
+from crmdeals.users.schemas import User
+from crmdeals.users.validation import check_user
 from tests.api.test_errors import assert_envelope
 from tests.conftest import KEY_A, KEY_B, all_deals, client_of, make_deal
 
@@ -43,7 +53,19 @@ FAULTABLE = [
     ("PATCH", "/v3/deals/bulk_delete", "/v3/deals/bulk_delete"),
     ("GET", "/v3/deals/{deal_id}", "/v3/deals/1"),
     ("DELETE", "/v3/deals/{deal_id}", "/v3/deals/1"),
+    ("POST", "/v3/contacts", "/v3/contacts"),
+    ("GET", "/v3/contacts", "/v3/contacts"),
+    ("PATCH", "/v3/contacts/bulk_delete", "/v3/contacts/bulk_delete"),
+    ("GET", "/v3/contacts/{contact_id}", "/v3/contacts/1"),
+    ("DELETE", "/v3/contacts/{contact_id}", "/v3/contacts/1"),
+    ("POST", "/v3/users", "/v3/users"),
+    ("GET", "/v3/users", "/v3/users"),
+    ("PATCH", "/v3/users/bulk_delete", "/v3/users/bulk_delete"),
+    ("GET", "/v3/users/{user_id}", "/v3/users/1"),
+    ("DELETE", "/v3/users/{user_id}", "/v3/users/1"),
     ("POST", "/v3/panel/links", "/v3/panel/links"),
+    ("POST", "/v3/pipelines", "/v3/pipelines"),
+    ("GET", "/v3/pipelines", "/v3/pipelines"),
 ]
 """Every API operation: method, route template (as OpenAPI and the logs name it), a path."""
 
@@ -53,6 +75,17 @@ def _body_for(method: str, path: str) -> Any:
     and a contact for a panel link)."""
     if path == "/v3/panel/links":
         return {"userId": "u", "contactId": "c"}
+    if (method, path) == ("POST", "/v3/contacts"):
+        return [
+            {
+                "id": "1",
+                "responsibleUserId": "u",
+                "name": "n",
+                "contactData": [{"chatType": "vk", "chatId": "v"}],
+            }
+        ]
+    if path == "/v3/pipelines":
+        return [{"id": "p1", "name": "Sales"}]
     if method == "POST":
         return [make_deal("1")]
     if method == "PATCH":
@@ -309,6 +342,192 @@ def test_invalid_seed_is_refused_and_stores_nothing(
     assert all_deals(b) == []
 
 
+def seed_all(client: TestClient, **body: int) -> dict[str, Any]:
+    """Seed with ``body`` (``count``, ``seed``, ``users``, ``contacts``); the answer."""
+    response = client.post("/sandbox/seed", json=body)
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def all_users(client: TestClient) -> list[dict[str, Any]]:
+    response = client.get("/v3/users")
+    assert response.status_code == 200, response.text
+    users: list[dict[str, Any]] = response.json()
+    return users
+
+
+def all_contacts(client: TestClient) -> list[dict[str, Any]]:
+    """Every contact of the account, page by page (as ``all_deals``)."""
+    contacts: list[dict[str, Any]] = []
+    while True:
+        response = client.get("/v3/contacts", params={"offset": len(contacts)})
+        assert response.status_code == 200, response.text
+        page = response.json()
+        contacts.extend(page["data"])
+        if len(page["data"]) < 100:
+            assert page["count"] == len(contacts)
+            return contacts
+
+
+def drift(client: TestClient) -> dict[str, Any]:
+    response = client.get("/crmdeals/drift")
+    assert response.status_code == 200, response.text
+    report: dict[str, Any] = response.json()
+    return report
+
+
+def test_seeded_deals_are_the_ones_seeds_always_made(a: TestClient) -> None:
+    """Asking for no users or contacts must not change a single deal: integrators' tests
+    may hold the deals of a seed as expected values."""
+    seed(a, 2, 0)
+    assert all_deals(a) == [
+        {
+            "id": "seed-0-00001",
+            "responsibleUserId": "rep-8",
+            "name": "Wayne pilot 2027",
+            "uri": "https://crm.example.com/deals/seed-0-00001",
+            "contacts": ["contact-21", "contact-133"],
+            "closed": False,
+        },
+        {
+            "id": "seed-0-00002",
+            "responsibleUserId": "rep-4",
+            "name": "Tyrell support plan 2028",
+            "uri": None,
+            "contacts": ["contact-299", "contact-457"],
+            "closed": True,
+        },
+    ]
+    assert all_users(a) == []
+    assert all_contacts(a) == []
+    assert seed_all(a, count=2, users=0, contacts=0) == {"count": 2, "users": 0, "contacts": 0}
+    assert len(all_deals(a)) == 2  # the same two, upserted over themselves
+
+
+def test_seed_makes_valid_users_and_contacts_that_the_deals_name(
+    a: TestClient, b: TestClient
+) -> None:
+    answer = seed_all(a, count=150, users=5, contacts=20, seed=0)
+    assert answer == {"count": 150, "users": 5, "contacts": 20}
+    users, contacts, deals = all_users(a), all_contacts(a), all_deals(a)
+    assert (len(users), len(contacts), len(deals)) == (5, 20, 150)
+    for user in users:
+        checked_user = check_user(user)
+        assert isinstance(checked_user, User), (user, checked_user)
+        assert msgspec.structs.asdict(checked_user) == user  # already in its normalised form
+    for contact in contacts:
+        checked = check_contact(contact)
+        assert isinstance(checked, Contact), (contact, checked)
+        assert msgspec.to_builtins(checked) == contact
+    phones = [user["phone"] for user in users if user["phone"] is not None]
+    assert len(set(phones)) == len(phones)
+    user_ids = {user["id"] for user in users}
+    contact_ids = {contact["id"] for contact in contacts}
+    assert {contact["responsibleUserId"] for contact in contacts} <= user_ids
+    assert {deal["responsibleUserId"] for deal in deals} == user_ids  # 150 deals use all 5
+    assert {c for deal in deals for c in deal["contacts"]} == contact_ids
+    assert len({chat["chatType"] for c in contacts for chat in c["contactData"]}) >= 3
+    assert drift(a) == {"count": 0, "data": []}
+    assert (all_users(b), all_contacts(b), all_deals(b)) == ([], [], [])
+
+
+def test_seeded_users_and_contacts_are_the_same_for_the_same_seed(
+    a: TestClient, b: TestClient
+) -> None:
+    seed_all(a, count=30, users=4, contacts=10, seed=3)
+    seed_all(b, count=30, users=4, contacts=10, seed=3)
+    threes = (all_users(a), all_contacts(a), all_deals(a))
+    assert (all_users(b), all_contacts(b), all_deals(b)) == threes
+    seed_all(a, count=30, users=4, contacts=10, seed=3)  # again: upserted over themselves
+    assert (all_users(a), all_contacts(a), all_deals(a)) == threes
+
+    seed_all(a, count=30, users=4, contacts=10, seed=4)  # another seed: others, beside them
+    assert (len(all_users(a)), len(all_contacts(a)), len(all_deals(a))) == (8, 20, 60)
+    assert drift(a) == {"count": 0, "data": []}
+    assert b.post("/sandbox/reset").status_code == 200
+    seed_all(b, count=0, users=4, contacts=10, seed=4)
+    fours = all_users(b)
+    assert {user["name"] for user in fours} != {user["name"] for user in threes[0]}
+
+
+def test_seed_without_users_or_contacts_leaves_the_drift_report_listing_them(
+    a: TestClient,
+) -> None:
+    """Only what was seeded is named: contacts alone name ``rep-N`` users, which the
+    account lacks, and so do the deals; their contacts are the seeded ones."""
+    assert seed_all(a, count=10, contacts=5, seed=2) == {"count": 10, "contacts": 5}
+    report = drift(a)
+    fields = {(entry["entity"], entry["field"]) for entry in report["data"]}
+    assert fields == {("contact", "responsibleUserId"), ("deal", "responsibleUserId")}
+    assert report["count"] == 15
+
+
+def test_reset_forgets_seeded_users_and_contacts(a: TestClient) -> None:
+    seed_all(a, count=5, users=3, contacts=3, seed=1)
+    assert a.post("/sandbox/reset").status_code == 200
+    assert (all_users(a), all_contacts(a), all_deals(a)) == ([], [], [])
+
+
+def test_seed_of_the_most_users_and_contacts(a: TestClient) -> None:
+    answer = seed_all(a, count=0, users=MAX_SEED_USERS, contacts=MAX_SEED_CONTACTS, seed=9)
+    assert answer == {"count": 0, "users": MAX_SEED_USERS, "contacts": MAX_SEED_CONTACTS}
+    assert len(all_users(a)) == MAX_SEED_USERS
+    assert a.get("/v3/contacts").json()["count"] == MAX_SEED_CONTACTS
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"count": 5, "users": -1},
+        {"count": 5, "users": MAX_SEED_USERS + 1},
+        {"count": 5, "contacts": -1},
+        {"count": 5, "contacts": MAX_SEED_CONTACTS + 1},
+        {"count": 5, "users": "3"},
+        {"count": 5, "users": None},
+        {"count": 5, "contacts": True},
+        {"count": 5, "contacts": 2.5},
+    ],
+)
+def test_invalid_user_or_contact_counts_are_refused_and_store_nothing(
+    a: TestClient, body: dict[str, Any]
+) -> None:
+    assert_envelope(a.post("/sandbox/seed", json=body), 400, "INVALID_REQUEST")
+    assert (all_users(a), all_contacts(a), all_deals(a)) == ([], [], [])
+
+
+@pytest.fixture
+def limited(settings: Settings, store: Store) -> Iterator[TestClient]:
+    """Account A on a sandboxed app whose accounts may hold 3 users."""
+    app = create_app(settings.model_copy(update={"sandbox": True, "user_limit": 3}))
+    with TestClient(app) as served:
+        yield from client_of(served, KEY_A)
+
+
+def test_a_seed_past_the_user_limit_is_refused_and_stores_nothing(limited: TestClient) -> None:
+    """Seeded users are users: the account's limit holds for them, and a seed refused for it
+    leaves no contact or deal behind either."""
+    response = limited.post("/sandbox/seed", json={"count": 5, "users": 4, "contacts": 2})
+    assert_envelope(response, 400, "USER_LIMIT_EXCEEDED")
+    assert (all_users(limited), all_contacts(limited), all_deals(limited)) == ([], [], [])
+    assert seed_all(limited, count=5, users=3) == {"count": 5, "users": 3}
+    assert seed_all(limited, count=5, users=3) == {"count": 5, "users": 3}  # updates fit
+
+
+def test_a_seeded_phone_held_by_another_user_is_refused_and_stores_nothing(
+    a: TestClient,
+) -> None:
+    seed_all(a, count=0, users=3, seed=5)
+    held = next(user for user in all_users(a) if user["phone"] is not None)
+    assert a.post("/sandbox/reset").status_code == 200
+    mine = {"id": "mine", "name": "Mine", "phone": held["phone"]}
+    assert a.post("/v3/users", json=[mine]).status_code == 200
+    response = a.post("/sandbox/seed", json={"count": 2, "users": 3, "seed": 5})
+    assert_envelope(response, 400, "DUPLICATE_PHONE_NUMBER")
+    assert all_users(a) == [mine]
+    assert all_deals(a) == []
+
+
 # -- faults ----------------------------------------------------------------------------------
 
 
@@ -356,6 +575,8 @@ def test_a_fault_without_a_route_hits_the_next_request_to_any_api_route(
     a: TestClient, method: str, template: str, path: str
 ) -> None:
     a.post("/v3/deals", json=[make_deal("1")])
+    a.post("/v3/users", json=[{"id": "1", "name": "User 1"}])
+    a.post("/v3/contacts", json=_body_for("POST", "/v3/contacts"))
     arm(a, status=429, retryAfter=2, times=1)
     response = a.request(method, path, json=_body_for(method, path))
     assert_envelope(response, 429, "TOO_MANY_REQUESTS")
@@ -458,7 +679,7 @@ def test_faults_are_listed_with_their_remaining_times_and_cleared(a: TestClient)
         (json.dumps({"status": 200}), "INVALID_REQUEST"),
         (json.dumps({"status": 404}), "INVALID_REQUEST"),
         (json.dumps({"status": "503"}), "INVALID_REQUEST"),
-        (json.dumps({"route": "POST /v3/contacts", "status": 503}), "INVALID_REQUEST"),
+        (json.dumps({"route": "POST /v3/nowhere", "status": 503}), "INVALID_REQUEST"),
         (json.dumps({"route": "/v3/deals", "status": 503}), "INVALID_REQUEST"),
         (json.dumps({"route": "PUT /v3/deals", "status": 503}), "INVALID_REQUEST"),
         (json.dumps({"route": "POST /sandbox/seed", "status": 503}), "INVALID_REQUEST"),

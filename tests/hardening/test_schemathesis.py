@@ -73,8 +73,10 @@ def fuzzed_app(app: FastAPI) -> Iterator[FastAPI]:
 
 @pytest.fixture
 def fuzzed_sandbox_app(settings: Settings, store: Store) -> Iterator[FastAPI]:
-    """The same in sandbox mode."""
-    yield create_app(settings.model_copy(update={"sandbox": True}))
+    """The same in sandbox mode, without a user limit: the seeds of one test's examples
+    pile up on one account, and a seed's users count against the limit (a seed past it is
+    refused, as an upload is; ``test_sandbox`` checks that)."""
+    yield create_app(settings.model_copy(update={"sandbox": True, "user_limit": 0}))
     shutdown_lifespans()
 
 

@@ -1,4 +1,4 @@
-"""crmdeals as a fake of the Deals API inside your own tests.
+"""crmdeals as a fake of the CRM API inside your own tests.
 
 With pytest, installing crmdeals is enough: its plugin gives the ``crmdeals_server``
 fixture (``crmdeals.testing.pytest_plugin``). Without pytest::
@@ -25,6 +25,8 @@ from typing import Any, Self
 import httpx
 
 STARTUP_TIMEOUT = 30.0
+PAGE_SIZE = 100
+"""How many items a page of the API's lists holds."""
 STOP_TIMEOUT = 30.0
 
 
@@ -107,13 +109,40 @@ class SandboxServer:
     # -- the sandbox -----------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget the account's deals, armed faults and request log."""
+        """Forget the account's deals, users, contacts, pipelines, armed faults and request
+        log."""
         self._call("POST", "/sandbox/reset")
 
-    def seed(self, count: int, seed: int = 0) -> int:
-        """Add ``count`` made-up deals (the same ones for the same ``seed``)."""
-        answer: int = self._call("POST", "/sandbox/seed", {"count": count, "seed": seed})["count"]
+    def seed(self, count: int, seed: int = 0, *, users: int = 0, contacts: int = 0) -> int:
+        """Add ``count`` made-up deals, and ``users`` users and ``contacts`` contacts that
+        the deals name (the same ones for the same ``seed``); how many deals were made.
+        With users and contacts both, ``drift()`` is empty: the deals name nothing else."""
+        body = {"count": count, "seed": seed, "users": users, "contacts": contacts}
+        answer: int = self._call("POST", "/sandbox/seed", body)["count"]
         return answer
+
+    # -- reading back what the account holds. ``deals()``, ``users()`` and ``contacts()``
+    # read through the API as your code does, so their requests show in ``requests()`` and
+    # meet armed faults: read after your code ran. ``drift()`` is crmdeals' own route,
+    # which faults and the request log leave alone.
+
+    def deals(self) -> list[dict[str, Any]]:
+        """Every deal of the account, in id order, as ``GET /v3/deals`` pages them."""
+        return self._all_pages("/v3/deals")
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user of the account, by name then id (``GET /v3/users``)."""
+        listed: list[dict[str, Any]] = self._call("GET", "/v3/users")
+        return listed
+
+    def contacts(self) -> list[dict[str, Any]]:
+        """Every contact of the account, in id order, as ``GET /v3/contacts`` pages them."""
+        return self._all_pages("/v3/contacts")
+
+    def drift(self) -> list[dict[str, Any]]:
+        """The whole drift report (``GET /crmdeals/drift``): each deal or contact field that
+        names a user or contact the account lacks, i.e. what your code forgot to send."""
+        return self._all_pages("/crmdeals/drift")
 
     def fail_next(
         self,
@@ -144,6 +173,16 @@ class SandboxServer:
         return logged
 
     # -- internals -------------------------------------------------------------------------
+
+    def _all_pages(self, path: str) -> list[dict[str, Any]]:
+        """Every item of a paged list (pages of ``{"count", "data"}``), read until a page
+        comes back short or holds the last of ``count``."""
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self._call("GET", f"{path}?offset={len(items)}")
+            items.extend(page["data"])
+            if len(page["data"]) < PAGE_SIZE or len(items) >= page["count"]:
+                return items
 
     def _call(self, method: str, path: str, body: object = None) -> Any:
         if self._http is None:

@@ -17,7 +17,9 @@ def crmdeals_sandbox() -> Iterator[SandboxServer]:
 
 @pytest.fixture
 def crmdeals_server(crmdeals_sandbox: SandboxServer) -> SandboxServer:
-    """A sandbox server with no deals, no armed faults and an empty request log:
-    ``url``, ``api_key``, ``reset()``, ``seed(n)``, ``fail_next(...)``, ``requests()``."""
+    """A sandbox server with no deals, users, contacts or pipelines, no armed faults and an
+    empty request log: ``url``, ``api_key``, ``reset()``, ``seed(n, users=U, contacts=C)``,
+    ``deals()``, ``users()``, ``contacts()``, ``drift()``, ``fail_next(...)``,
+    ``requests()``."""
     crmdeals_sandbox.reset()
     return crmdeals_sandbox

@@ -4,21 +4,25 @@ account, seed it, arm faults, read its request log. See ``crmdeals.sandbox``."""
 import msgspec
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
+from msgspec import UNSET
 
 from crmdeals.api import openapi
 from crmdeals.api.body import parse_json, read_body
 from crmdeals.api.deps import AccountDep, SandboxDep, SettingsDep, StoreDep
 from crmdeals.api.resource import empty_response, json_response
-from crmdeals.api.routes import deals, panel
+from crmdeals.api.routes import contacts, deals, panel, pipelines, users
 from crmdeals.errors import InvalidRequest
 from crmdeals.limits import MAX_ENTITIES
 from crmdeals.sandbox import (
     FAULT_CODES,
     MAX_SEED,
+    MAX_SEED_CONTACTS,
+    MAX_SEED_USERS,
     REQUEST_LOG_SIZE,
     FaultRequest,
+    SeedAnswer,
     SeedRequest,
-    seed_deals,
+    made_up,
 )
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox"])
@@ -29,7 +33,13 @@ def faultable_operations() -> set[str]:
     ``"METHOD /route/{template}"`` (OpenAPI's names for them)."""
     return {
         f"{method} {route.path_format}"
-        for api_router in (deals.router, panel.router)
+        for api_router in (
+            deals.router,
+            users.router,
+            contacts.router,
+            panel.router,
+            pipelines.router,
+        )
         for route in api_router.routes
         if isinstance(route, APIRoute)
         for method in route.methods or ()
@@ -43,27 +53,44 @@ _MISFIT = "The body does not fit this route."
 
 @router.post(
     "/reset",
-    summary="Forget the account's deals, armed faults and request log",
+    summary="Forget the account's deals, users, contacts, pipelines, armed faults and request log",
     response_class=Response,
     responses=openapi.responses("Reset; empty body."),
 )
 async def reset(account_id: AccountDep, store: StoreDep, sandbox: SandboxDep) -> Response:
     await store.delete_all_deals(account_id=account_id)
+    await store.delete_all_users(account_id=account_id)
+    await store.delete_all_contacts(account_id=account_id)
+    await store.delete_all_pipelines(account_id=account_id)
     sandbox.forget(account_id)
     return empty_response()
 
 
 @router.post(
     "/seed",
-    summary=f"Add up to {MAX_SEED} made-up deals, the same ones for the same seed",
+    summary=f"Add up to {MAX_SEED} made-up deals, and users and contacts they name, the same "
+    "ones for the same seed",
+    description="Made-up data that looks real enough, the same for the same `seed` (ids "
+    "start with `seed-S-`, so that seeds do not overwrite each other). With `users`, the "
+    "made-up contacts and deals name those users as responsible; with `contacts`, the deals "
+    "name those contacts: seeded with both, the account's drift report is empty. Without "
+    "them, deals name made-up `rep-N` and `contact-N` ids, which are then not users or "
+    "contacts of the account. Users are stored first, in one transaction, and they count "
+    "against the account's user limit (`USER_LIMIT_EXCEEDED`) and keep to its phones "
+    "(`DUPLICATE_PHONE_NUMBER`, should a seeded user's phone belong to another user): "
+    "either refusal stores nothing.",
     response_class=Response,
     responses=openapi.responses(
-        'Seeded: `{"count": N}`.',
+        'Seeded: `{"count": N}` (deals), with `users` and `contacts` when the request gave them.',
         400,
         413,
         schema={
             "type": "object",
-            "properties": {"count": {"type": "integer"}},
+            "properties": {
+                "count": {"type": "integer"},
+                "users": {"type": "integer"},
+                "contacts": {"type": "integer"},
+            },
             "required": ["count"],
         },
     ),
@@ -73,11 +100,14 @@ async def reset(account_id: AccountDep, store: StoreDep, sandbox: SandboxDep) ->
             "properties": {
                 "count": {"type": "integer", "minimum": 0, "maximum": MAX_SEED},
                 "seed": {"type": "integer", "minimum": 0},
+                "users": {"type": "integer", "minimum": 0, "maximum": MAX_SEED_USERS},
+                "contacts": {"type": "integer", "minimum": 0, "maximum": MAX_SEED_CONTACTS},
             },
             "required": ["count"],
             "additionalProperties": False,
         },
-        "How many deals, and the seed that picks them (0 by default).",
+        "How many deals, users (0 by default) and contacts (0 by default), and the seed that "
+        "picks them (0 by default).",
     ),
 )
 async def seed(
@@ -85,14 +115,34 @@ async def seed(
 ) -> Response:
     body = await read_body(request, settings.max_body_bytes)
     wanted = parse_json(body or b"{}", _seed_request, wrong_shape=_MISFIT)  # empty: no fields
-    if not 0 <= wanted.count <= MAX_SEED or wanted.seed < 0:
+    user_count = 0 if wanted.users is UNSET else wanted.users
+    contact_count = 0 if wanted.contacts is UNSET else wanted.contacts
+    if not (
+        0 <= wanted.count <= MAX_SEED
+        and wanted.seed >= 0
+        and 0 <= user_count <= MAX_SEED_USERS
+        and 0 <= contact_count <= MAX_SEED_CONTACTS
+    ):
         raise InvalidRequest(
-            "Cannot seed that.", {"count": f"from 0 to {MAX_SEED}", "seed": "0 or more"}
+            "Cannot seed that.",
+            {
+                "count": f"from 0 to {MAX_SEED}",
+                "seed": "0 or more",
+                "users": f"from 0 to {MAX_SEED_USERS}",
+                "contacts": f"from 0 to {MAX_SEED_CONTACTS}",
+            },
         )
-    deals = seed_deals(wanted.count, wanted.seed)
-    for start in range(0, len(deals), MAX_ENTITIES):
-        await store.upsert_deals(account_id=account_id, deals=deals[start : start + MAX_ENTITIES])
-    return json_response({"count": len(deals)})
+    made = made_up(wanted.count, wanted.seed, users=user_count, contacts=contact_count)
+    # the users first and at once: the one step that can be refused, so a refusal stores nothing
+    await store.upsert_users(account_id=account_id, users=made.users, limit=settings.user_limit)
+    for start in range(0, len(made.contacts), MAX_ENTITIES):
+        chunk = made.contacts[start : start + MAX_ENTITIES]
+        await store.upsert_contacts(account_id=account_id, contacts=chunk)
+    for start in range(0, len(made.deals), MAX_ENTITIES):
+        chunk_of_deals = made.deals[start : start + MAX_ENTITIES]
+        await store.upsert_deals(account_id=account_id, deals=chunk_of_deals)
+    answer = SeedAnswer(count=len(made.deals), users=wanted.users, contacts=wanted.contacts)
+    return json_response(answer)
 
 
 @router.post(
