@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import pytest
@@ -38,19 +37,6 @@ PAGE_POST_EXAMPLE = """[
 """
 """The body of the POST example on the platform's page (``deals-api-page.txt``), as written:
 it sends ``link``, not ``uri``, and the page sends it with ``Authorization: Basic <key>``."""
-
-
-def make_deal(deal_id: str | int = "1", **fields: Any) -> dict[str, Any]:
-    """A valid upload item; ``fields`` override or add to it."""
-    return {
-        "id": deal_id,
-        "responsibleUserId": "user-1",
-        "name": f"Deal {deal_id}",
-        "uri": f"https://crm.example.com/deals/{quote(str(deal_id), safe='')}",
-        "contacts": ["contact-1"],
-        "closed": False,
-        **fields,
-    }
 
 
 def all_deals(client: httpx.Client) -> list[dict[str, Any]]:

@@ -6,7 +6,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from crmdeals.api.auth import api_key_from_header
-from tests.conftest import KEY_A, KEY_B, all_deals, make_deal
+from tests.conftest import KEY_A, KEY_B, all_deals
+from tests.factories import make_deal
 
 ROUTES = [
     ("POST", "/v3/deals", b"[]"),

@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import all_deals, make_deal
+from tests.conftest import all_deals
+from tests.factories import make_deal
 
 
 def bulk_delete(client: TestClient, body: Any) -> Any:

@@ -15,21 +15,8 @@ from fastapi.testclient import TestClient
 from crmdeals.app import create_app
 from crmdeals.settings import Settings
 from crmdeals.storage import Store
-from tests.conftest import KEY_A, client_of, make_deal
-
-WHATSAPP = {"chatType": "whatsapp", "chatId": "79011112233"}
-
-
-def make_contact(contact_id: str | int = "c1", **fields: Any) -> dict[str, Any]:
-    """A valid upload item; ``fields`` override or add to it."""
-    return {
-        "id": contact_id,
-        "responsibleUserId": "u1",
-        "name": f"Contact {contact_id}",
-        "uri": f"https://crm.example.com/contacts/{quote(str(contact_id), safe='')}",
-        "contactData": [WHATSAPP],
-        **fields,
-    }
+from tests.conftest import KEY_A, client_of
+from tests.factories import WHATSAPP, make_contact, make_deal
 
 
 def upload(client: TestClient, body: Any) -> Any:

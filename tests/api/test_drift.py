@@ -10,20 +10,8 @@ from fastapi.testclient import TestClient
 from crmdeals.app import create_app
 from crmdeals.settings import Settings
 from crmdeals.storage import Store
-from tests.conftest import KEY_A, client_of, make_deal
-
-
-def make_contact(contact_id: str, responsible_user_id: str = "u1") -> dict[str, Any]:
-    return {
-        "id": contact_id,
-        "responsibleUserId": responsible_user_id,
-        "name": f"Contact {contact_id}",
-        "contactData": [{"chatType": "telegram", "username": "someone"}],
-    }
-
-
-def make_user(user_id: str) -> dict[str, Any]:
-    return {"id": user_id, "name": f"User {user_id}"}
+from tests.conftest import KEY_A, client_of
+from tests.factories import make_contact, make_deal, make_user
 
 
 def post(client: TestClient, route: str, body: list[Any]) -> None:
@@ -72,7 +60,11 @@ def test_a_deals_missing_contacts_are_reported_in_the_deals_order(client: TestCl
 
 def test_a_contact_whose_responsible_user_is_not_a_user_is_reported(client: TestClient) -> None:
     post(client, "/v3/users", [make_user("u1")])
-    post(client, "/v3/contacts", [make_contact("c1", "u1"), make_contact("c2", "gone")])
+    post(
+        client,
+        "/v3/contacts",
+        [make_contact("c1", responsibleUserId="u1"), make_contact("c2", responsibleUserId="gone")],
+    )
     assert drift(client)["data"] == [entry("contact", "c2", "responsibleUserId", "gone")]
 
 
@@ -82,7 +74,7 @@ def test_entries_are_ordered_by_entity_id_and_field_in_code_point_order(client: 
     post(
         client, "/v3/deals", [make_deal(i, responsibleUserId="nobody", contacts=["x"]) for i in ids]
     )
-    post(client, "/v3/contacts", [make_contact(i, "nobody") for i in ids])
+    post(client, "/v3/contacts", [make_contact(i, responsibleUserId="nobody") for i in ids])
     expected = [entry("contact", i, "responsibleUserId", "nobody") for i in sorted(ids)] + [
         entry("deal", i, field, missing)
         for i in sorted(ids)
@@ -93,17 +85,17 @@ def test_entries_are_ordered_by_entity_id_and_field_in_code_point_order(client: 
 
 def test_uploading_the_missing_entities_repairs_the_links(client: TestClient) -> None:
     post(client, "/v3/deals", [make_deal("d1", responsibleUserId="u1", contacts=["c1", "c2"])])
-    post(client, "/v3/contacts", [make_contact("c1", "u2")])
+    post(client, "/v3/contacts", [make_contact("c1", responsibleUserId="u2")])
     assert drift(client)["count"] == 3
     post(client, "/v3/users", [make_user("u1"), make_user("u2")])
     assert drift(client)["data"] == [entry("deal", "d1", "contacts", "c2")]
-    post(client, "/v3/contacts", [make_contact("c2", "u1")])
+    post(client, "/v3/contacts", [make_contact("c2", responsibleUserId="u1")])
     assert drift(client) == {"count": 0, "data": []}
 
 
 def test_deleting_a_user_or_contact_shows_up_as_drift(client: TestClient) -> None:
     post(client, "/v3/users", [make_user("u1")])
-    post(client, "/v3/contacts", [make_contact("c1", "u1")])
+    post(client, "/v3/contacts", [make_contact("c1", responsibleUserId="u1")])
     post(client, "/v3/deals", [make_deal("d1", responsibleUserId="u1", contacts=["c1"])])
     assert client.delete("/v3/users/u1").status_code == 200
     assert client.delete("/v3/contacts/c1").status_code == 200
@@ -126,7 +118,7 @@ def test_another_accounts_users_and_contacts_do_not_count(
     client: TestClient, client_b: TestClient
 ) -> None:
     post(client_b, "/v3/users", [make_user("u1")])
-    post(client_b, "/v3/contacts", [make_contact("c1", "u1")])
+    post(client_b, "/v3/contacts", [make_contact("c1", responsibleUserId="u1")])
     post(client, "/v3/deals", [make_deal("d1", responsibleUserId="u1", contacts=["c1"])])
     assert drift(client)["count"] == 2
     assert drift(client_b) == {"count": 0, "data": []}

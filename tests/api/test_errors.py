@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from crmdeals.storage import Store
-from tests.conftest import all_deals, make_deal
+from tests.conftest import all_deals
+from tests.factories import make_deal
 
 ONE_MIB = 1024 * 1024
 

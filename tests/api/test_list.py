@@ -3,7 +3,7 @@
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import make_deal
+from tests.factories import make_deal
 
 
 @pytest.fixture

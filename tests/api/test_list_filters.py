@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import all_deals, make_deal
+from tests.conftest import all_deals
+from tests.factories import make_deal
 
 
 def listed(client: TestClient, **params: Any) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import KEY_A, make_deal
+from tests.conftest import KEY_A
+from tests.factories import make_deal
 
 
 def test_each_request_is_logged_with_its_fields(

@@ -7,7 +7,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from crmdeals.app import create_app
 from crmdeals.settings import Settings
 from crmdeals.storage import Store
-from tests.conftest import KEY_A, make_deal
+from tests.conftest import KEY_A
+from tests.factories import make_deal
 
 
 def value(name: str, **labels: str) -> float:

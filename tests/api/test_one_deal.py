@@ -5,7 +5,8 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import all_deals, make_deal
+from tests.conftest import all_deals
+from tests.factories import make_deal
 
 AWKWARD_IDS = [
     "a/b",

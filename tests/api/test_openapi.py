@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import make_deal
+from tests.factories import make_deal
 
 ROUTES = {
     ("post", "/v3/deals"): {"200", "400", "401", "413", "429", "503"},

@@ -13,16 +13,7 @@ from crmdeals.app import create_app
 from crmdeals.settings import Settings
 from crmdeals.storage import Store
 from tests.conftest import KEY_A, KEY_B, client_of
-
-
-def make_pipeline(pipeline_id: Any = "p1", **fields: Any) -> dict[str, Any]:
-    """A valid upload item; ``fields`` override or add to it."""
-    return {
-        "id": pipeline_id,
-        "name": "Sales",
-        "stages": [{"id": "s1", "name": "New"}, {"id": "s2", "name": "Won"}],
-        **fields,
-    }
+from tests.factories import make_pipeline
 
 
 def upload(client: TestClient, body: Any) -> Any:

@@ -7,7 +7,8 @@ from fastapi.testclient import TestClient
 from crmdeals.app import create_app
 from crmdeals.settings import Settings
 from crmdeals.storage import Store
-from tests.conftest import KEY_A, make_deal
+from tests.conftest import KEY_A
+from tests.factories import make_deal
 
 TIMEOUT = 3.0
 """Were a connection held while another is awaited, requests would wait this long and get

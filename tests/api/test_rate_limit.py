@@ -13,7 +13,8 @@ from crmdeals.app import create_app
 from crmdeals.settings import Settings
 from crmdeals.storage import Store
 from crmdeals.testing import free_port
-from tests.conftest import KEY_A, KEY_B, make_deal
+from tests.conftest import KEY_A, KEY_B
+from tests.factories import make_deal
 
 LIMIT = 5
 

@@ -28,7 +28,8 @@ from crmdeals.storage import Store
 from crmdeals.users.schemas import User
 from crmdeals.users.validation import check_user
 from tests.api.test_errors import assert_envelope
-from tests.conftest import KEY_A, KEY_B, all_deals, client_of, make_deal
+from tests.conftest import KEY_A, KEY_B, all_deals, client_of
+from tests.factories import make_deal
 
 SANDBOX_ROUTES = [
     ("POST", "/sandbox/reset"),

@@ -16,7 +16,8 @@ from crmdeals.settings import Settings
 from crmdeals.storage import Store
 from crmdeals.storage.transactions import WRITE_ATTEMPTS
 from tests.api.test_errors import assert_envelope
-from tests.conftest import KEY_A, all_deals, make_deal
+from tests.conftest import KEY_A, all_deals
+from tests.factories import make_deal
 
 
 def psycopg_url(settings: Settings, database: str | None = None) -> str:

@@ -14,11 +14,7 @@ from crmdeals.app import create_app
 from crmdeals.settings import Settings
 from crmdeals.storage import Store
 from tests.conftest import KEY_A, client_of
-
-
-def make_user(user_id: str | int = "u1", **fields: Any) -> dict[str, Any]:
-    """A valid upload item; ``fields`` override or add to it."""
-    return {"id": user_id, "name": f"User {user_id}", **fields}
+from tests.factories import make_user
 
 
 def upload(client: TestClient, body: Any) -> Any:

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import make_deal
 from tests.e2e.server import ServerProcess
 from tests.e2e.test_production import sample
+from tests.factories import make_deal
 from tests.pgcluster import PostgresCluster
 
 pytestmark = pytest.mark.e2e

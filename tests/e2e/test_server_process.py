@@ -11,9 +11,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.conftest import PAGE_POST_EXAMPLE, all_deals, make_deal
+from tests.conftest import PAGE_POST_EXAMPLE, all_deals
 from tests.e2e.conftest import MakeServer
 from tests.e2e.server import ServerProcess
+from tests.factories import make_deal
 
 pytestmark = pytest.mark.e2e
 

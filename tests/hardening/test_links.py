@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crmdeals.deals.validation import check_deal
-from tests.conftest import make_deal
+from tests.factories import make_deal
 
 URI_PROBLEM = "Expected an absolute `http://` or `https://` URL"
 

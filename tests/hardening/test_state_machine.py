@@ -30,6 +30,8 @@ from crmdeals.storage import Store
 from tests.conftest import KEY_A, all_deals, client_of
 
 PAGE_SIZE = 100
+"""The contract's page size, written here rather than imported: the models share no
+code with the server, so a server that changed it would fail these tests."""
 
 TRICKY_IDS = ["1", "01", "10", "9", "-1", "a", "B", "é", "Z", "crm/42?", "a b", "%2F", "#"]
 TRICKY_IDS += ["\ud7ff", "\ue000", "\uffff", "\U00010000", "\U0001f600", "\u0300", "a" * 100]

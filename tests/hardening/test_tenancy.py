@@ -16,9 +16,10 @@ from fastapi.testclient import TestClient
 
 from crmdeals.accounts import hash_key
 from crmdeals.storage import Store
-from tests.conftest import KEY_A, KEY_B, make_deal
+from tests.conftest import KEY_A, KEY_B
 from tests.e2e.conftest import MakeServer
 from tests.e2e.server import ServerProcess
+from tests.factories import make_deal
 
 # -- keys by hash ---------------------------------------------------------------------------
 

@@ -12,11 +12,7 @@ from hypothesis import strategies as st
 from crmdeals.errors import InvalidPipelinesData, TooManyEntities
 from crmdeals.pipelines.schemas import Pipeline, Stage
 from crmdeals.pipelines.validation import check_pipeline, parse_pipeline_batch
-
-
-def make_pipeline(pipeline_id: Any = "p1", **fields: Any) -> dict[str, Any]:
-    """A valid upload item; ``fields`` override or add to it."""
-    return {"id": pipeline_id, "name": "Sales", "stages": [{"id": "s1", "name": "New"}], **fields}
+from tests.factories import make_pipeline
 
 
 def parse(*pipelines: Any) -> list[Pipeline]:
@@ -146,7 +142,7 @@ def test_a_stage_id_twice_the_last_content_wins_at_the_first_place() -> None:
 def test_a_pipeline_id_twice_the_last_content_wins_at_the_first_place() -> None:
     pipelines = parse(
         make_pipeline(1, name="first"),
-        make_pipeline("p2"),
+        make_pipeline("p2", stages=[{"id": "s1", "name": "New"}]),
         make_pipeline("1", name="last", stages=None),
     )
     assert pipelines == [

@@ -10,24 +10,13 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from crmdeals.deals.schemas import Deal
 from crmdeals.storage import Store, connect, upgrade
 from crmdeals.storage.deals import Deals
 from crmdeals.storage.dialects import dialect_for
 from crmdeals.storage.engine import MIGRATIONS
 from crmdeals.storage.tables import deal_contacts, deals
 from tests import services
-
-
-def deal(deal_id: str, *contacts: str, name: str | None = None) -> Deal:
-    return Deal(
-        id=deal_id,
-        responsibleUserId="u",
-        name=name or f"Deal {deal_id}",
-        uri=None,
-        contacts=list(contacts or ["c"]),
-        closed=False,
-    )
+from tests.factories import stored_deal
 
 
 def index_rows(store: Store) -> set[tuple[int, str, str]]:
@@ -47,9 +36,12 @@ def test_uploads_replace_a_deals_index_rows_and_deletes_remove_them(store: Store
     a, b = account_ids(store)
 
     async def scenario() -> None:
-        await store.upsert_deals(account_id=a, deals=[deal("1", "x", "y"), deal("2", "y")])
-        await store.upsert_deals(account_id=b, deals=[deal("1", "x")])
-        await store.upsert_deals(account_id=a, deals=[deal("1", "z", "z")])
+        await store.upsert_deals(
+            account_id=a,
+            deals=[stored_deal("1", contacts=["x", "y"]), stored_deal("2", contacts=["y"])],
+        )
+        await store.upsert_deals(account_id=b, deals=[stored_deal("1", contacts=["x"])])
+        await store.upsert_deals(account_id=a, deals=[stored_deal("1", contacts=["z", "z"])])
         assert index_rows(store) == {(a, "z", "1"), (a, "y", "2"), (b, "x", "1")}
         assert await store.delete_deal(account_id=a, deal_id="2")
         assert index_rows(store) == {(a, "z", "1"), (b, "x", "1")}
@@ -64,9 +56,14 @@ def test_find_deals_searches_by_exact_id_or_part_of_the_name(store: Store) -> No
     a, b = account_ids(store)
 
     async def scenario() -> None:
-        deals = [deal("renewal"), deal("7", name="Big RENEWAL deal"), deal("100%"), deal("A_b")]
+        deals = [
+            stored_deal("renewal"),
+            stored_deal("7", name="Big RENEWAL deal"),
+            stored_deal("100%"),
+            stored_deal("A_b"),
+        ]
         await store.upsert_deals(account_id=a, deals=deals)
-        await store.upsert_deals(account_id=b, deals=[deal("renewal-b")])
+        await store.upsert_deals(account_id=b, deals=[stored_deal("renewal-b")])
 
         async def found(search: str) -> list[str]:
             page = await store.find_deals(account_id=a, offset=0, limit=100, search=search)

@@ -11,20 +11,14 @@ import anyio
 import pytest
 import sqlalchemy as sa
 
-from crmdeals.deals.schemas import Deal
 from crmdeals.storage import Store
 from crmdeals.storage.tables import deal_counts, deals
+from tests.factories import stored_deal
 
 pytestmark = pytest.mark.anyio
 
 # Ids whose code point order differs from a case-insensitive or locale order.
 ID_STEMS = ["a", "B", "é", "Z", "_", "0", "ä", "Å", "𝄞", "-"]
-
-
-def deal(deal_id: str, name: str = "deal") -> Deal:
-    return Deal(
-        id=deal_id, responsibleUserId="u", name=name, uri=None, contacts=["c"], closed=False
-    )
 
 
 def account_id(store: Store, name: str) -> int:
@@ -51,7 +45,7 @@ async def test_every_page_from_either_end_is_the_slice_of_the_ids_in_code_point_
     random.Random(1).shuffle(ids)
     for start in range(0, len(ids), 100):
         await store.upsert_deals(
-            account_id=account, deals=[deal(i) for i in ids[start : start + 100]]
+            account_id=account, deals=[stored_deal(i) for i in ids[start : start + 100]]
         )
     in_order = sorted(ids)
     for offset in (0, 1, 74, 99, 100, 124, 125, 126, 150, 151, 200, 249, 250, 251, 10**6):
@@ -62,17 +56,17 @@ async def test_every_page_from_either_end_is_the_slice_of_the_ids_in_code_point_
 
 async def test_the_count_follows_every_kind_of_write(store: Store) -> None:
     account, other = account_id(store, "a"), account_id(store, "b")
-    await store.upsert_deals(account_id=other, deals=[deal("b1"), deal("shared")])
+    await store.upsert_deals(account_id=other, deals=[stored_deal("b1"), stored_deal("shared")])
     steps = [
-        store.upsert_deals(account_id=account, deals=[deal(str(i)) for i in range(100)]),
+        store.upsert_deals(account_id=account, deals=[stored_deal(str(i)) for i in range(100)]),
         store.upsert_deals(  # 50 known ids, 50 new
-            account_id=account, deals=[deal(str(i), "again") for i in range(50, 150)]
+            account_id=account, deals=[stored_deal(str(i), name="again") for i in range(50, 150)]
         ),
         store.delete_deals(account_id=account, deal_ids=["0", "1", "missing", "shared"]),
         store.delete_deal(account_id=account, deal_id="2"),
         store.delete_deal(account_id=account, deal_id="2"),  # gone already
         store.delete_deals(account_id=account, deal_ids=[]),
-        store.upsert_deals(account_id=account, deals=[deal("shared")]),
+        store.upsert_deals(account_id=account, deals=[stored_deal("shared")]),
     ]
     expected_counts = [100, 150, 148, 147, 147, 147, 148]
     for step, expected in zip(steps, expected_counts, strict=True):
@@ -96,7 +90,7 @@ async def test_concurrent_writes_of_one_account_keep_the_count_exact(store: Stor
         for _ in range(15):
             chosen = chooser.sample(pool, chooser.randint(1, 100))
             if chooser.random() < 0.7:
-                await store.upsert_deals(account_id=account, deals=[deal(i) for i in chosen])
+                await store.upsert_deals(account_id=account, deals=[stored_deal(i) for i in chosen])
             else:
                 await store.delete_deals(account_id=account, deal_ids=chosen)
 

@@ -26,13 +26,13 @@ from sqlalchemy.dialects.postgresql import asyncpg
 
 from crmdeals.accounts import create_account, hash_key
 from crmdeals.contacts.schemas import Contact, ContactData
-from crmdeals.deals.schemas import Deal
 from crmdeals.storage import Store, connect, connect_async, upgrade
 from crmdeals.storage import contacts as contact_statements
 from crmdeals.storage.accounts import _KEY_ACCOUNT
 from crmdeals.storage.deals import _ONE_DEAL, _PAGE, _PAGE_FROM_END
 from crmdeals.storage.dialects import _PostgreSQLListedDelete
 from tests import services
+from tests.factories import stored_deal
 
 pytestmark = pytest.mark.postgres
 
@@ -52,17 +52,6 @@ TABLES = (
 WATCHED = {"deals", "deal_contacts", "api_keys", "contacts", "contact_chats"}
 """The tables that grow with the accounts: never scanned by a request."""
 _DIALECT = asyncpg.dialect()  # type: ignore[no-untyped-call]  # parameters as $1, $2, ...
-
-
-def deal(number: int) -> Deal:
-    return Deal(
-        id=f"crm-{number:06d}",
-        responsibleUserId=f"rep-{number % 50}",
-        name=f"Deal {number}",
-        uri=f"https://crm.example.com/deals/{number}",
-        contacts=[f"contact-{number}", f"contact-{number + 1}"],
-        closed=number % 5 == 0,
-    )
 
 
 def contact(number: int) -> Contact:
@@ -94,7 +83,7 @@ class Hot:
 
 
 def hot_statements(store: Store, account_id: int, key: str) -> dict[str, Hot]:
-    listed = [deal(number).id for number in range(4_000, 4_100)]
+    listed = [f"crm-{number:06d}" for number in range(4_000, 4_100)]
     deal_keys: dict[str, tuple[str, ...]] = {"deals": ("account_id", "id")}
     deals = store._deals
     delete_listed = cast(_PostgreSQLListedDelete, deals.delete_listed)
@@ -362,7 +351,17 @@ def test_hot_statements_use_their_index_without_statistics(fresh_database: str) 
             async def import_deals() -> None:  # on one connection, as a server's
                 try:
                     for start in range(0, IMPORTED, 100):
-                        batch = [deal(number) for number in range(start, start + 100)]
+                        batch = [
+                            stored_deal(
+                                f"crm-{number:06d}",
+                                responsibleUserId=f"rep-{number % 50}",
+                                name=f"Deal {number}",
+                                uri=f"https://crm.example.com/deals/{number}",
+                                contacts=[f"contact-{number}", f"contact-{number + 1}"],
+                                closed=number % 5 == 0,
+                            )
+                            for number in range(start, start + 100)
+                        ]
                         await store.upsert_deals(account_id=account.id, deals=batch)
                         contacts = [contact(number) for number in range(start, start + 100)]
                         await store.upsert_contacts(account_id=account.id, contacts=contacts)

@@ -11,11 +11,7 @@ from hypothesis import strategies as st
 from crmdeals.errors import InvalidRequest, InvalidUsersData, TooManyEntities
 from crmdeals.users.schemas import User
 from crmdeals.users.validation import check_user, parse_user_batch, parse_user_id_batch
-
-
-def make_user(user_id: str | int = "u1", **fields: Any) -> dict[str, Any]:
-    """A valid upload item; ``fields`` override or add to it."""
-    return {"id": user_id, "name": "Anna", **fields}
+from tests.factories import make_user
 
 
 def parse(*users: Any) -> list[User]:
@@ -42,7 +38,9 @@ def details(user: Any) -> dict[str, str]:
 
 
 def test_a_user_is_normalised_with_every_key() -> None:
-    assert msgspec.to_builtins(parse(make_user(7))) == [{"id": "7", "name": "Anna", "phone": None}]
+    assert msgspec.to_builtins(parse(make_user(7, name="Anna"))) == [
+        {"id": "7", "name": "Anna", "phone": None}
+    ]
 
 
 def test_an_integer_user_id_and_its_string_are_the_same_user() -> None:
@@ -52,8 +50,8 @@ def test_an_integer_user_id_and_its_string_are_the_same_user() -> None:
 
 
 def test_a_user_id_of_200_characters_is_accepted_and_201_refused() -> None:
-    assert parse(make_user("x" * 200))[0].id == "x" * 200
-    assert "id" in details(make_user("x" * 201))
+    assert parse(make_user("x" * 200, name="Anna"))[0].id == "x" * 200
+    assert "id" in details(make_user("x" * 201, name="Anna"))
 
 
 def test_a_user_name_of_200_characters_is_accepted_and_201_refused() -> None:
@@ -79,7 +77,9 @@ def test_a_user_phone_of_8_to_15_ascii_digits_is_kept(phone: str) -> None:
 
 
 def test_a_user_phone_with_a_plus_is_dropped_silently() -> None:
-    assert parse(make_user(phone="+79011112233")) == [User(id="u1", name="Anna", phone=None)]
+    assert parse(make_user(name="Anna", phone="+79011112233")) == [
+        User(id="u1", name="Anna", phone=None)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -110,12 +110,14 @@ def test_a_user_phone_that_is_not_even_a_json_value_a_client_could_read_is_dropp
 
 
 def test_a_user_sent_again_without_phone_loses_it() -> None:
-    users = parse(make_user(phone="79011112233"), make_user())
+    users = parse(make_user(phone="79011112233"), make_user(name="Anna"))
     assert users == [User(id="u1", name="Anna", phone=None)]
 
 
 def test_the_same_user_id_twice_last_occurrence_wins_at_the_first_place() -> None:
-    users = parse(make_user("a", name="first"), make_user("b"), make_user("a", name="last"))
+    users = parse(
+        make_user("a", name="first"), make_user("b", name="Anna"), make_user("a", name="last")
+    )
     assert [(user.id, user.name) for user in users] == [("a", "last"), ("b", "Anna")]
 
 
@@ -155,7 +157,9 @@ def test_an_invalid_user_id_to_delete_is_invalid_request_naming_it() -> None:
 
 
 def test_check_user_gives_the_user_or_its_problems() -> None:
-    assert check_user(make_user(1, phone="+1")) == User(id="1", name="Anna", phone=None)
+    assert check_user(make_user(1, name="Anna", phone="+1")) == User(
+        id="1", name="Anna", phone=None
+    )
     assert check_user(make_user(name="")) == {"name": "Expected `str` of length >= 1"}
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page
 
+from tests.factories import make_deal
 from tests.web.conftest import KEYS, Site, screenshot
 
 pytestmark = pytest.mark.e2e
@@ -15,18 +16,17 @@ COMPANIES = ("Acme Corp", "Globex", "Initech", "Umbrella", "Hooli", "Stark Indus
 PRODUCTS = ("annual renewal", "50 more seats", "pilot", "support package", "onboarding")
 
 
-def inspector_deal(n: int) -> dict[str, Any]:
-    return {
-        "id": f"deal-{n:03}",
-        "responsibleUserId": f"rep-{n % 4}",
-        "name": f"{COMPANIES[n % len(COMPANIES)]} — {PRODUCTS[n % len(PRODUCTS)]} #{n}",
-        "uri": None if n % 5 == 0 else f"https://crm.example.com/deals/{n}",
-        "contacts": [f"contact-{n % 10}"],
-        "closed": n % 3 == 0,
-    }
-
-
-DEALS = [inspector_deal(n) for n in range(250)]
+DEALS = [
+    make_deal(
+        f"deal-{n:03}",
+        responsibleUserId=f"rep-{n % 4}",
+        name=f"{COMPANIES[n % len(COMPANIES)]} — {PRODUCTS[n % len(PRODUCTS)]} #{n}",
+        uri=None if n % 5 == 0 else f"https://crm.example.com/deals/{n}",
+        contacts=[f"contact-{n % 10}"],
+        closed=n % 3 == 0,
+    )
+    for n in range(250)
+]
 REPS = [
     {"id": f"rep-{n}", "name": name}
     for n, name in enumerate(("Anna Petrova", "Boris Ivanov", "Carla Mendes"))

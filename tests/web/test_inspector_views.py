@@ -18,7 +18,8 @@ from fastapi.testclient import TestClient
 from crmdeals.app import create_app
 from crmdeals.settings import Settings
 from crmdeals.storage import Store
-from tests.conftest import KEY_A, make_deal
+from tests.conftest import KEY_A
+from tests.factories import make_deal
 from tests.web.test_pages import CSP, panel_url, signed_in
 
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)> & \"'"

@@ -19,7 +19,8 @@ from crmdeals.settings import Settings
 from crmdeals.signing import Signer, server_secret
 from crmdeals.storage import Store
 from crmdeals.web import inspector
-from tests.conftest import KEY_A, make_deal
+from tests.conftest import KEY_A
+from tests.factories import make_deal
 
 ORIGIN = {"Origin": "http://testserver"}
 CSP = (

@@ -11,22 +11,12 @@ from playwright.sync_api import Page
 
 from crmdeals import panel
 from crmdeals.signing import Signer
+from tests.factories import make_deal
 from tests.web.conftest import SECRET, Site, screenshot
 
 pytestmark = pytest.mark.e2e
 
 XSS = "<img src=x onerror=alert(1)>"
-
-
-def deal(deal_id: str, name: str, user: str, contacts: list[str], **fields: Any) -> dict[str, Any]:
-    return {
-        "id": deal_id,
-        "responsibleUserId": user,
-        "name": name,
-        "contacts": contacts,
-        "closed": False,
-        **fields,
-    }
 
 
 def crm(deal_id: int | str) -> str:
@@ -40,19 +30,74 @@ def panel_deals(site: Site) -> None:
     site.upload(
         "a",
         [
-            deal("crm-101", "Acme Corp — annual renewal", "rep-7", ["contact-1"], uri=crm(101)),
-            deal(
-                "crm-102", "Acme Corp — 40 more seats", "rep-7", ["c-9", "contact-1"], uri=crm(102)
+            make_deal(
+                "crm-101",
+                name="Acme Corp — annual renewal",
+                responsibleUserId="rep-7",
+                contacts=["contact-1"],
+                uri=crm(101),
             ),
-            deal("crm-104", "On-site onboarding workshop", "rep-7", ["contact-1"]),
-            deal("crm-090", "Acme Corp — pilot", "rep-7", ["contact-1"], closed=True, uri=crm(90)),
-            deal("crm-091", "Support package 2025", "rep-7", ["contact-1"], closed=True),
-            deal("crm-103", "Not yours", "rep-8", ["contact-1"], uri=crm(103)),
-            deal("crm-105", "Another contact's", "rep-7", ["contact-2"], uri=crm(105)),
-            deal("crm-106", XSS, "rep-7", ["contact-x"], uri=crm(106)),
+            make_deal(
+                "crm-102",
+                name="Acme Corp — 40 more seats",
+                responsibleUserId="rep-7",
+                contacts=["c-9", "contact-1"],
+                uri=crm(102),
+            ),
+            make_deal(
+                "crm-104",
+                name="On-site onboarding workshop",
+                responsibleUserId="rep-7",
+                contacts=["contact-1"],
+                uri=None,
+            ),
+            make_deal(
+                "crm-090",
+                name="Acme Corp — pilot",
+                responsibleUserId="rep-7",
+                contacts=["contact-1"],
+                closed=True,
+                uri=crm(90),
+            ),
+            make_deal(
+                "crm-091",
+                name="Support package 2025",
+                responsibleUserId="rep-7",
+                contacts=["contact-1"],
+                closed=True,
+                uri=None,
+            ),
+            make_deal(
+                "crm-103",
+                name="Not yours",
+                responsibleUserId="rep-8",
+                contacts=["contact-1"],
+                uri=crm(103),
+            ),
+            make_deal(
+                "crm-105",
+                name="Another contact's",
+                responsibleUserId="rep-7",
+                contacts=["contact-2"],
+                uri=crm(105),
+            ),
+            make_deal(
+                "crm-106", name=XSS, responsibleUserId="rep-7", contacts=["contact-x"], uri=crm(106)
+            ),
         ],
     )
-    site.upload("b", [deal("crm-100", "Another account's", "rep-7", ["contact-1"])])
+    site.upload(
+        "b",
+        [
+            make_deal(
+                "crm-100",
+                name="Another account's",
+                responsibleUserId="rep-7",
+                contacts=["contact-1"],
+                uri=None,
+            )
+        ],
+    )
     with site.api("a") as client:
         users = [{"id": "rep-7", "name": "Anna Petrova"}]
         contacts = [

@@ -24,9 +24,17 @@ from typing import Any, Self
 
 import httpx
 
+from crmdeals import limits
+
+__all__ = [
+    "STARTUP_TIMEOUT",
+    "STOP_TIMEOUT",
+    "SandboxServer",
+    "answers_healthz",
+    "free_port",
+]
+
 STARTUP_TIMEOUT = 30.0
-PAGE_SIZE = 100
-"""How many items a page of the API's lists holds."""
 STOP_TIMEOUT = 30.0
 
 
@@ -181,7 +189,7 @@ class SandboxServer:
         while True:
             page = self._call("GET", f"{path}?offset={len(items)}")
             items.extend(page["data"])
-            if len(page["data"]) < PAGE_SIZE or len(items) >= page["count"]:
+            if len(page["data"]) < limits.PAGE_SIZE or len(items) >= page["count"]:
                 return items
 
     def _call(self, method: str, path: str, body: object = None) -> Any:
