@@ -11,7 +11,7 @@ import msgspec
 import sqlalchemy as sa
 
 from crmdeals.contacts.schemas import Contact, ContactData, ContactsPage
-from crmdeals.storage.dialects import Dialect, Insert
+from crmdeals.storage.dialects import Dialect
 from crmdeals.storage.tables import contact_chats, contact_counts, contacts
 from crmdeals.storage.transactions import Work
 
@@ -49,7 +49,6 @@ _CHAT_CONTACTS = (
 key, whose order gives the contacts in id order."""
 _BATCH_FIELDS = tuple(zip(Contact.__struct_fields__, _CONTACT_COLUMNS, strict=True))
 """Each column an upload fills, with the field of ``Contact`` that fills it."""
-_REPLACED_ON_UPSERT = ("responsible_user_id", "name", "uri", "contact_data")
 _CHAT_FIELDS = (("chatType", contact_chats.c.chat_type), ("chatId", contact_chats.c.chat_id))
 """The chat's fields the index holds: a chat is found by its type and id, exactly."""
 _decode_chats = msgspec.json.Decoder(list[ContactData]).decode
@@ -79,7 +78,7 @@ class Contacts:
         self.delete_listed = dialect.listed_delete(
             contact_counts.c.contacts, contacts.c.id, key_parameter="contact_id"
         )
-        self.upsert_statement = _upsert_statement(dialect)
+        self.upsert_statement = dialect.upsert(contacts, _BATCH_FIELDS)
         self.chat_index = dialect.child_rows(
             contact_chats,
             parent=contact_chats.c.contact_id,
@@ -92,7 +91,9 @@ class Contacts:
         """Add or fully replace the contacts of ``batch`` (one per id), their chats in the
         chat index, and the account's count."""
         parameters = self._dialect.batch_parameters(account_id, batch, _columns)
-        count_change = self._count_change(account_id, [contact.id for contact in batch])
+        count_change = self._dialect.count_change(
+            account_id, [contact.id for contact in batch], added=True
+        )
 
         def upsert(connection: sa.Connection) -> None:
             connection.execute(self.take_count, {"account": account_id})
@@ -144,7 +145,7 @@ class Contacts:
     def delete(self, account_id: int, contact_ids: list[str]) -> Work[list[str]]:
         """Delete the listed contacts (and their chat index rows, by the foreign key's
         cascade); the ids that did not exist, in order."""
-        count_change = self._count_change(account_id, contact_ids, added=False)
+        count_change = self._dialect.count_change(account_id, contact_ids, added=False)
 
         def delete(connection: sa.Connection) -> list[str]:
             connection.execute(self.take_count, {"account": account_id})
@@ -168,30 +169,6 @@ class Contacts:
             connection.execute(statement)
 
         return delete_all
-
-    def _count_change(
-        self, account_id: int, contact_ids: list[str], *, added: bool = True
-    ) -> dict[str, Any]:
-        """The parameters of ``adjust_count`` (and ``delete_listed``), as
-        ``Deals._count_change`` makes them."""
-        unique = list(dict.fromkeys(contact_ids))
-        ids = self._dialect.ids(unique)
-        return {"account": account_id, "ids": ids, "added": len(unique) if added else 0}
-
-
-def _upsert_statement(dialect: Dialect) -> Insert:
-    """``INSERT ... ON CONFLICT (account_id, id) DO UPDATE`` from the batch's rows: a new id
-    is added, a known one has every field replaced (its chats included)."""
-    rows = dialect.batch_rows(_BATCH_FIELDS, key=contacts.c.id)
-    names = [column.name for column in _CONTACT_COLUMNS]
-    statement = dialect.insert(contacts).from_select(["account_id", *names], rows)
-    return statement.on_conflict_do_update(
-        index_elements=[contacts.c.account_id, contacts.c.id],
-        set_={
-            **{column: statement.excluded[column] for column in _REPLACED_ON_UPSERT},
-            "updated_at": sa.func.now(),
-        },
-    )
 
 
 def _columns(batch: list[Contact]) -> dict[str, list[Any]]:

@@ -13,7 +13,7 @@ import msgspec
 import sqlalchemy as sa
 
 from crmdeals.deals.schemas import Deal, DealsPage
-from crmdeals.storage.dialects import Dialect, Insert
+from crmdeals.storage.dialects import Dialect
 from crmdeals.storage.tables import deal_contacts, deal_counts, deals
 from crmdeals.storage.transactions import Work
 
@@ -36,7 +36,6 @@ _PAGE_FROM_END = (
 """The statements of the requests that are the same on every dialect."""
 _BATCH_FIELDS = tuple(zip(Deal.__struct_fields__, _DEAL_COLUMNS, strict=True))
 """Each column an upload fills, with the field of ``Deal`` that fills it."""
-_REPLACED_ON_UPSERT = ("responsible_user_id", "name", "uri", "contacts", "closed")
 _decode_contacts = msgspec.json.Decoder(list[str]).decode
 _encode = msgspec.json.Encoder().encode
 
@@ -67,7 +66,7 @@ class Deals:
         self.delete_listed = dialect.listed_delete(
             deal_counts.c.deals, deals.c.id, key_parameter="deal_id"
         )
-        self.upsert_statement = _upsert_statement(dialect)
+        self.upsert_statement = dialect.upsert(deals, _BATCH_FIELDS)
         self.contact_index = dialect.child_lists(
             deal_contacts,
             parent=deal_contacts.c.deal_id,
@@ -80,7 +79,9 @@ class Deals:
         """Add or fully replace the deals of ``batch`` (one per id), their contacts in the
         contact index, and the account's count."""
         parameters = self._dialect.batch_parameters(account_id, batch, _columns)
-        count_change = self._count_change(account_id, [deal.id for deal in batch], added=True)
+        count_change = self._dialect.count_change(
+            account_id, [deal.id for deal in batch], added=True
+        )
 
         def upsert(connection: sa.Connection) -> None:
             connection.execute(self.take_count, {"account": account_id})
@@ -179,7 +180,7 @@ class Deals:
     def delete(self, account_id: int, deal_ids: list[str]) -> Work[list[str]]:
         """Delete the listed deals (and their contact index rows, by the foreign key's
         cascade); the ids that did not exist, in order."""
-        count_change = self._count_change(account_id, deal_ids, added=False)
+        count_change = self._dialect.count_change(account_id, deal_ids, added=False)
 
         def delete(connection: sa.Connection) -> list[str]:
             connection.execute(self.take_count, {"account": account_id})
@@ -200,30 +201,6 @@ class Deals:
             connection.execute(statement)
 
         return delete_all
-
-    def _count_change(self, account_id: int, deal_ids: list[str], *, added: bool) -> dict[str, Any]:
-        """The parameters of ``adjust_count`` (and ``delete_listed``): the ids about to be
-        written (``added``) or deleted, each once (PostgreSQL's count probes each listed
-        id, so one listed twice would be counted twice)."""
-        unique = list(dict.fromkeys(deal_ids))
-        ids = self._dialect.ids(unique)
-        return {"account": account_id, "ids": ids, "added": len(unique) if added else 0}
-
-
-def _upsert_statement(dialect: Dialect) -> Insert:
-    """``INSERT ... ON CONFLICT (account_id, id) DO UPDATE``, from the batch's rows
-    (``Dialect.batch_rows``): a new id is added, a known one has every field replaced. The
-    database sets the timestamps, so no row carries them."""
-    rows = dialect.batch_rows(_BATCH_FIELDS, key=deals.c.id)
-    names = [column.name for column in _DEAL_COLUMNS]
-    statement = dialect.insert(deals).from_select(["account_id", *names], rows)
-    return statement.on_conflict_do_update(
-        index_elements=[deals.c.account_id, deals.c.id],
-        set_={
-            **{column: statement.excluded[column] for column in _REPLACED_ON_UPSERT},
-            "updated_at": sa.func.now(),
-        },
-    )
 
 
 def _columns(batch: list[Deal]) -> dict[str, list[Any]]:

@@ -129,6 +129,32 @@ class Dialect(ABC):
         in the order of ``key``, the order every writer (and every delete) locks rows in, so
         concurrent uploads cannot deadlock. (SQLite has one writer at a time: no order.)"""
 
+    def upsert(self, table: sa.Table, fields: BatchFields) -> Insert:
+        """``INSERT ... ON CONFLICT (account_id, id) DO UPDATE`` of a batch into ``table``
+        (``batch_rows``): a new id is added, a known one has every other field replaced.
+        The database sets the timestamps, so no row carries them."""
+        names = [column.name for _, column in fields]
+        rows = self.batch_rows(fields, key=table.c.id)
+        statement = self.insert(table).from_select(["account_id", *names], rows)
+        return statement.on_conflict_do_update(
+            index_elements=[table.c.account_id, table.c.id],
+            set_={
+                **{name: statement.excluded[name] for name in names if name != "id"},
+                "updated_at": sa.func.now(),
+            },
+        )
+
+    def count_change(self, account_id: int, keys: list[str], *, added: bool) -> dict[str, Any]:
+        """The parameters of a ``count_adjustment`` (and a ``listed_delete``): the keys
+        about to be written (``added``) or deleted, each once (PostgreSQL's count probes
+        each listed key, so one listed twice would be counted twice)."""
+        unique = list(dict.fromkeys(keys))
+        return {
+            "account": account_id,
+            "ids": self.ids(unique),
+            "added": len(unique) if added else 0,
+        }
+
     @abstractmethod
     def batch_parameters(
         self, account_id: int, batch: Sequence[msgspec.Struct], columns: Columns

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from crmdeals.errors import DuplicatePhoneNumber, UserLimitExceeded
-from crmdeals.storage.dialects import Dialect, Insert
+from crmdeals.storage.dialects import Dialect
 from crmdeals.storage.tables import user_counts, users
 from crmdeals.storage.transactions import Work
 from crmdeals.users.schemas import User
@@ -39,7 +39,6 @@ _CLEAR_PHONE = (
 )
 _BATCH_FIELDS = tuple(zip(User.__struct_fields__, _USER_COLUMNS, strict=True))
 """Each column an upload fills, with the field of ``User`` that fills it."""
-_REPLACED_ON_UPSERT = ("name", "phone")
 _PHONE_INDEX = "ux_users_phone"
 _SQLITE_PHONE_INDEX = "users.account_id, users.phone"  # SQLite names the columns instead
 
@@ -70,7 +69,7 @@ class Users:
         self.delete_listed = dialect.listed_delete(
             user_counts.c.users, users.c.id, key_parameter="user_id"
         )
-        self.upsert_statement = _upsert_statement(dialect)
+        self.upsert_statement = dialect.upsert(users, _BATCH_FIELDS)
 
     def upsert(
         self,
@@ -164,21 +163,6 @@ def is_phone_conflict(error: sa.exc.IntegrityError) -> bool:
     """Whether ``error`` is a violation of the one-phone-per-account index."""
     message = str(error.orig)
     return _PHONE_INDEX in message or _SQLITE_PHONE_INDEX in message
-
-
-def _upsert_statement(dialect: Dialect) -> Insert:
-    """``INSERT ... ON CONFLICT (account_id, id) DO UPDATE``: a new id is added, a known one
-    has its name and phone replaced (a user sent without a phone loses it)."""
-    rows = dialect.batch_rows(_BATCH_FIELDS, key=users.c.id)
-    names = [column.name for column in _USER_COLUMNS]
-    statement = dialect.insert(users).from_select(["account_id", *names], rows)
-    return statement.on_conflict_do_update(
-        index_elements=[users.c.account_id, users.c.id],
-        set_={
-            **{column: statement.excluded[column] for column in _REPLACED_ON_UPSERT},
-            "updated_at": sa.func.now(),
-        },
-    )
 
 
 def _columns(batch: Sequence[User]) -> dict[str, list[Any]]:
