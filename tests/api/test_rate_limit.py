@@ -4,12 +4,16 @@ counted in this process's memory or in Redis (every test runs with both)."""
 import time
 from collections.abc import Iterator
 
+import anyio
 import pytest
+import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
+from crmdeals.api.ratelimit import REDIS_CLIENT_NAME, REDIS_CONNECTIONS, RateLimiter
 from crmdeals.app import create_app
+from crmdeals.limits import RateLimit
 from crmdeals.settings import Settings
 from crmdeals.storage import Store
 from crmdeals.testing import free_port
@@ -139,3 +143,28 @@ def test_unreachable_redis_fails_open_and_says_so(
     assert errors
     assert errors[0].levelname == "ERROR"
     assert "WITHOUT the rate limit" in errors[0].getMessage()
+
+
+def test_a_crowd_of_requests_opens_at_most_the_capped_redis_connections(redis_url: str) -> None:
+    """300 counts at once share ``REDIS_CONNECTIONS`` connections (each waits its turn)
+    instead of opening one each."""
+    probe = redis.Redis.from_url(redis_url)
+
+    def named() -> int:
+        clients = probe.client_list()
+        return sum(client["name"] == REDIS_CLIENT_NAME for client in clients)
+
+    async def crowd() -> int:
+        limiter = RateLimiter(RateLimit(10_000, 60), redis_url)
+        try:
+            async with anyio.create_task_group() as group:
+                for number in range(300):
+                    group.start_soon(limiter.hit, f"crowd:{number % 3}")
+            return named()
+        finally:
+            await limiter.close()
+
+    before = named()
+    opened = anyio.run(crowd) - before
+    probe.close()
+    assert 1 <= opened <= REDIS_CONNECTIONS

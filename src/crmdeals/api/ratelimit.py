@@ -23,6 +23,12 @@ from crmdeals.limits import RateLimit
 
 REDIS_TIMEOUT_SECONDS = 0.5
 """The longest a request waits for Redis before it is let through unchecked."""
+REDIS_CONNECTIONS = 32
+"""The most Redis connections a process opens. A count takes Redis well under a millisecond,
+so a few dozen serve thousands of requests a second; without a cap, a crowd of requests in
+flight would open one each and use up the file descriptors kept aside for the database.
+Past the cap a request waits for a free one (at most ``REDIS_TIMEOUT_SECONDS``)."""
+REDIS_CLIENT_NAME = "crmdeals-rate-limit"
 REDIS_RETRY_SECONDS = 1.0
 """After Redis failed, how long requests go unchecked before Redis is tried again."""
 
@@ -37,8 +43,11 @@ class RateLimiter:
         if redis_url is None:
             storage = storage_from_string("async+memory://")
         else:
-            self._redis_pool = redis.asyncio.ConnectionPool.from_url(
+            self._redis_pool = redis.asyncio.BlockingConnectionPool.from_url(
                 redis_url,
+                max_connections=REDIS_CONNECTIONS,
+                client_name=REDIS_CLIENT_NAME,  # CLIENT LIST shows whose connections they are
+                timeout=REDIS_TIMEOUT_SECONDS,
                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
                 socket_timeout=REDIS_TIMEOUT_SECONDS,
             )
