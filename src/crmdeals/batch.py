@@ -104,7 +104,7 @@ def parse_indexed_batch(body: bytes, entity: Entity[Any, OutputT]) -> list[tuple
 
 def _all_items(body: bytes, entity: Entity[Any, OutputT]) -> Iterable[OutputT]:
     """Every item of an upload body, normalised, in body order (repeated keys included)."""
-    text = _utf8(body)
+    text = body_text(body)
     if _NUL_ESCAPE not in text:
         try:
             items = entity.batch_decoder.decode(text)
@@ -143,7 +143,7 @@ def check_item(item: object, entity: Entity[Any, OutputT]) -> OutputT | Problems
 
 def parse_id_batch(body: bytes, entity: Entity[Any, Any]) -> list[str]:
     """The ids of a bulk_delete body, normalised, each once, in order."""
-    text = _utf8(body)
+    text = body_text(body)
     if _NUL_ESCAPE not in text:
         try:
             return unique_ids(entity.id_batch_decoder.decode(text))
@@ -357,7 +357,8 @@ def _at(path: str, problems: Problems) -> Problems:
     return {f"{path}.{name}": reason for name, reason in problems.items()}
 
 
-def _utf8(body: bytes) -> str:
+def body_text(body: bytes) -> str:
+    """A request body as text; ``InvalidJson`` unless it is UTF-8."""
     try:
         return body.decode()
     except UnicodeDecodeError:
@@ -371,10 +372,15 @@ def _array_of_entities(text: str) -> list[msgspec.Raw]:
     except msgspec.ValidationError as exc:
         raise InvalidRequest("The body must be a JSON array.", {"body": str(exc)}) from None
     except _NOT_JSON as exc:
-        raise InvalidJson(f"The body is not valid JSON: {_reason(exc, text)}.") from None
+        raise not_json(exc, text) from None
     if len(items) > MAX_ENTITIES:
         raise TooManyEntities(len(items))
     return items
+
+
+def not_json(exc: Exception, text: str) -> InvalidJson:
+    """The one ``INVALID_JSON`` of every body that does not parse, with the reason."""
+    return InvalidJson(f"The body is not valid JSON: {_reason(exc, text)}.")
 
 
 def _reason(exc: Exception, text: str) -> str:

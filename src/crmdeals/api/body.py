@@ -10,10 +10,8 @@ from typing import TypeVar
 import msgspec
 from fastapi import Request
 
-from crmdeals.batch import _reason as not_json_reason
-from crmdeals.batch import _utf8 as body_text
-from crmdeals.batch import field_problems
-from crmdeals.errors import InvalidJson, InvalidRequest, PayloadTooLarge
+from crmdeals.batch import body_text, field_problems, not_json
+from crmdeals.errors import InvalidRequest, PayloadTooLarge
 
 T = TypeVar("T")
 StructT = TypeVar("StructT", bound=msgspec.Struct)
@@ -47,7 +45,7 @@ def parse_json(body: bytes, decoder: msgspec.json.Decoder[T], *, wrong_shape: st
     except msgspec.ValidationError as exc:
         raise InvalidRequest(wrong_shape, {"body": str(exc)}) from None
     except (msgspec.DecodeError, RecursionError) as exc:
-        raise InvalidJson(f"The body is not valid JSON: {not_json_reason(exc, text)}.") from None
+        raise not_json(exc, text) from None
 
 
 def parse_json_object(body: bytes, struct: type[StructT], *, invalid: str) -> StructT:
