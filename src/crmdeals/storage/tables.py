@@ -234,3 +234,98 @@ pipelines = sa.Table(
 """Each account's pipelines, the whole set as last sent: ``position`` is a pipeline's place
 in that upload (``GET /v3/pipelines`` lists them in that order). An upload deletes the
 account's rows and inserts its own, in one transaction."""
+
+webhook_settings = sa.Table(
+    "webhook_settings",
+    metadata,
+    sa.Column(
+        "account_id",
+        sa.Integer,
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("uri", sa.String(200), nullable=True),
+    sa.Column("messages_and_statuses", sa.Boolean, nullable=False),
+    sa.Column("contacts_and_deals_creation", sa.Boolean, nullable=False),
+    sa.Column("channels_updates", sa.Boolean, nullable=False),
+    sa.Column("template_status", sa.Boolean, nullable=False),
+    sa.Column("crm_key", sa.String(200), nullable=True),
+    sa.Column(
+        "last_auto_user_id",
+        UserId,
+        nullable=True,
+        comment="the user the last automatic creation named; the next one names the user after it",
+    ),
+)
+"""Where and what the platform sends each account (CRM section 5), its crm key (sent as
+``Bearer``, never returned) and the turn of automatic creation's responsible user. An
+account without a row has never set them: no address, every switch off, no key."""
+
+channels = sa.Table(
+    "channels",
+    metadata,
+    sa.Column(
+        "account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("channel_id", sa.String(36), nullable=False),
+    sa.Column("transport", sa.String(20), nullable=False),
+    sa.Column("plain_id", sa.String(100), nullable=True),
+    sa.Column("state", sa.String(30), nullable=False),
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.PrimaryKeyConstraint("account_id", "channel_id"),
+)
+"""Each account's messenger channels (CRM section 9), the whole set as last put, in that
+order (``position``)."""
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("event", sa.String(36), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False, comment="the delivery's turn in its event"),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("state", sa.String(10), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("claimed_by", sa.String(36), nullable=True),
+    sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_deliveries_account", "account_id", "id"),
+    sa.Index("ix_deliveries_event", "event", "position"),
+    sa.Index(
+        "ix_deliveries_due",
+        "next_attempt_at",
+        postgresql_where=sa.text("state = 'pending'"),
+        sqlite_where=sa.text("state = 'pending'"),
+    ),
+)
+"""The outbox: every POST the platform makes to an account's CRM (CRM section 6), written
+in the transaction of the event that causes it, before anything is sent. A delivery is due
+when it is ``pending``, its ``next_attempt_at`` has come and no earlier delivery of its
+event is still pending. A process that attempts one first claims it until
+``claimed_until`` (``claimed_by`` names the process), longer than an attempt can last, so
+no two processes attempt it at once, and one killed mid-attempt leaves it to the others
+when the claim runs out. ``ix_deliveries_due`` holds only the pending ones."""
+
+chat_windows = sa.Table(
+    "chat_windows",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column(
+        "account_id", sa.Integer, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("request", sa.Text, nullable=False, comment="the POST /v3/iframe body, as JSON"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_chat_windows_expires_at", "expires_at"),
+)
+"""The chat windows ``POST /v3/iframe`` opened (CRM section 8): the ``/chat`` URL's signed
+token names a row and its expiry; rows past ``expires_at`` are deleted by later opens."""
