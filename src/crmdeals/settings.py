@@ -103,6 +103,31 @@ class Settings(BaseSettings):
         "a path allowed), which panel links start with. Unset: the address each request "
         "came to.",
     )
+    webhooks_allow_private: bool = Field(
+        False,
+        description="Let webhooks go to loopback, private and other non-public addresses "
+        "(always allowed in sandbox mode). Off: such an address is refused (uriNotValid), "
+        "checked on the resolved address at every connection.",
+    )
+    webhooks_max_attempts: Annotated[int, Field(ge=1, le=20)] = Field(
+        5, description="Attempts of each webhook delivery before it is failed."
+    )
+    webhooks_retry_base_seconds: Annotated[float, Field(gt=0)] = Field(
+        30,
+        description="Seconds before a delivery's second attempt, doubled for each one after "
+        "(±10%).",
+    )
+    webhooks_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = Field(
+        30, description="Seconds each webhook attempt (and the test POST) may take in all."
+    )
+    webhooks_log_size: Annotated[int, Field(ge=1)] = Field(
+        1000,
+        description="Deliveries kept in each account's delivery log (the newest; pending "
+        "ones always).",
+    )
+    chat_window_ttl_seconds: Annotated[int, Field(ge=60)] = Field(
+        3600, description="Seconds a chat window's URL (POST /v3/iframe) works."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Lowest level of log lines written (JSON, to stderr)."
     )

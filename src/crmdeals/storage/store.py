@@ -11,6 +11,7 @@ a conflict). The administration methods (for the command line) are plain functio
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -23,13 +24,22 @@ from crmdeals.pipelines.schemas import Pipeline
 from crmdeals.storage.accounts import Account, Accounts, ApiKey
 from crmdeals.storage.contacts import Contacts
 from crmdeals.storage.deals import Deals
+from crmdeals.storage.deliveries import ClaimedDelivery, Deliveries, Outcome
 from crmdeals.storage.dialects import dialect_for
 from crmdeals.storage.drift import DriftReport
 from crmdeals.storage.names import NameLookup, Names
 from crmdeals.storage.pipelines import Pipelines
 from crmdeals.storage.transactions import WRITE_ATTEMPTS, T, Transactions
 from crmdeals.storage.users import Users, is_phone_conflict
+from crmdeals.storage.webhooks import Webhooks
 from crmdeals.users.schemas import User
+from crmdeals.webhooks.schemas import (
+    DeliveriesPage,
+    Delivery,
+    DeliveryRef,
+    NewDelivery,
+    WebhookSettings,
+)
 
 
 class Store:
@@ -49,6 +59,8 @@ class Store:
         self._pipelines = Pipelines()
         self._drift = DriftReport()
         self._names = NameLookup(dialect)
+        self._webhooks = Webhooks(dialect)
+        self._deliveries = Deliveries()
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
@@ -268,6 +280,143 @@ class Store:
     async def delete_all_users(self, *, account_id: int) -> None:
         """Delete every user of the account (the sandbox's reset)."""
         await self._transactions.run(self._users.delete_all(account_id), writes=True)
+
+    # -- webhook settings -------------------------------------------------------------------
+
+    async def webhook_settings(self, *, account_id: int) -> WebhookSettings:
+        """The account's address and switches (never set: none, all off)."""
+        return await self._transactions.run(self._webhooks.get(account_id), short=True)
+
+    async def save_webhook_settings(
+        self, *, account_id: int, uri: str, switches: dict[str, bool]
+    ) -> None:
+        """Set the address and the switches given (by their ``subscriptions`` name); the
+        others keep their values."""
+        work = self._webhooks.save(account_id, uri, switches)
+        await self._transactions.run(work, writes=True, short=True)
+
+    async def set_crm_key(self, *, account_id: int, crm_key: str | None) -> None:
+        """Set (or with ``None`` clear) the key deliveries carry as ``Bearer``."""
+        work = self._webhooks.set_crm_key(account_id, crm_key)
+        await self._transactions.run(work, writes=True, short=True)
+
+    def set_crm_key_now(self, *, account_id: int, crm_key: str | None) -> None:
+        """``set_crm_key`` for the command line."""
+        self.run_transaction(self._webhooks.set_crm_key(account_id, crm_key))
+
+    async def reset_webhook_settings(self, *, account_id: int) -> None:
+        """Forget the address and switches, and every delivery of the account; keep the crm
+        key (the sandbox's reset)."""
+        reset, forget = self._webhooks.reset(account_id), self._deliveries.delete_all(account_id)
+
+        def reset_all(connection: sa.Connection) -> None:
+            reset(connection)
+            forget(connection)
+
+        await self._transactions.run(reset_all, writes=True)
+
+    def next_auto_user(self, connection: sa.Connection, account_id: int) -> str | None:
+        """The responsible user of the account's next automatic creation, in turn by id,
+        within the event's transaction (``Webhooks.next_auto_user``)."""
+        return self._webhooks.next_auto_user(connection, account_id)
+
+    # -- deliveries ---------------------------------------------------------------------------
+
+    async def add_event(
+        self,
+        *,
+        account_id: int,
+        event: str,
+        deliveries: Sequence[NewDelivery],
+        now: datetime,
+        log_size: int,
+        also: Callable[[sa.Connection], Any] | None = None,
+    ) -> list[DeliveryRef]:
+        """Store an event's deliveries in its order, due now, in one transaction with
+        ``also`` (the event's own writes), before anything is sent."""
+        work = self._deliveries.add_event(
+            account_id, event, deliveries, now=now, log_size=log_size, also=also
+        )
+        return await self._transactions.run(work, writes=True, short=True)
+
+    async def record_finished_delivery(
+        self,
+        *,
+        account_id: int,
+        event: str,
+        delivery: NewDelivery,
+        outcome: Outcome,
+        log_size: int,
+    ) -> int:
+        """Log a delivery that was attempted once, outside the outbox (the test POST)."""
+        work = self._deliveries.record_finished(
+            account_id, event, delivery, outcome, log_size=log_size
+        )
+        return await self._transactions.run(work, writes=True, short=True)
+
+    async def claim_deliveries(
+        self, *, worker: str, now: datetime, until: datetime, limit: int
+    ) -> list[ClaimedDelivery]:
+        """Claim up to ``limit`` due deliveries of any account for ``worker`` until
+        ``until`` (``Deliveries.claim``)."""
+        work = self._deliveries.claim(worker, now=now, until=until, limit=limit)
+        return await self._transactions.run(work, writes=True, short=True)
+
+    async def finish_delivery(
+        self,
+        *,
+        delivery: ClaimedDelivery,
+        worker: str,
+        outcome: Outcome,
+        also: Callable[[sa.Connection], Any] | None = None,
+        follower_error: str | None = None,
+    ) -> bool:
+        """Record an attempt; whether ``worker``'s claim still held (``Deliveries.finish``)."""
+        work = self._deliveries.finish(
+            delivery, worker, outcome, also=also, follower_error=follower_error
+        )
+        return await self._transactions.run(work, writes=True, short=True)
+
+    def upsert_contact_work(
+        self, account_id: int, contact: Contact
+    ) -> Callable[[sa.Connection], None]:
+        """The upload of one contact, as work for another transaction (a created contact
+        stored with its delivery's outcome)."""
+        return self._contacts.upsert(account_id, [contact])
+
+    def upsert_deal_work(self, account_id: int, deal: Deal) -> Callable[[sa.Connection], None]:
+        """The upload of one deal, as work for another transaction."""
+        return self._deals.upsert(account_id, [deal])
+
+    def rewrite_follower(
+        self,
+        connection: sa.Connection,
+        delivery: ClaimedDelivery,
+        rewrite: Callable[[bytes], bytes],
+    ) -> None:
+        """Rewrite the body of the event's next pending delivery, within the transaction."""
+        self._deliveries.rewrite_follower(connection, delivery, rewrite)
+
+    async def list_deliveries(self, *, account_id: int, offset: int, limit: int) -> DeliveriesPage:
+        """The account's delivery log, newest first."""
+        return await self._transactions.run(self._deliveries.page(account_id, offset, limit))
+
+    async def get_delivery(self, *, account_id: int, delivery_id: int) -> Delivery | None:
+        work = self._deliveries.get(account_id, delivery_id)
+        return await self._transactions.run(work, short=True)
+
+    async def event_settled(self, *, event: str, now: datetime) -> bool:
+        """Whether none of the event's deliveries is being attempted or about to be."""
+        work = self._deliveries.event_settled(event, now=now)
+        return await self._transactions.run(work, short=True)
+
+    async def pending_deliveries(self) -> int:
+        """How many deliveries of every account are pending."""
+        return await self._transactions.run(self._deliveries.pending_count(), short=True)
+
+    async def next_delivery_due(self) -> datetime | None:
+        """When the earliest pending delivery is due; ``None`` when none is pending."""
+        return await self._transactions.run(self._deliveries.next_due(), short=True)
 
     # -- administration --------------------------------------------------------------------
 

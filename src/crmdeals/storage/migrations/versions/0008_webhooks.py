@@ -19,13 +19,13 @@ depends_on: str | Sequence[str] | None = None
 UserId = sa.String(200).with_variant(sa.String(200, collation="C"), "postgresql")
 
 
-def _account_column(**options: bool) -> sa.Column[int]:
+def _account_column(*, primary_key: bool = False) -> sa.Column[int]:
     return sa.Column(
         "account_id",
         sa.Integer,
         sa.ForeignKey("accounts.id", ondelete="CASCADE"),
         nullable=False,
-        **options,
+        primary_key=primary_key,
     )
 
 

@@ -1,0 +1,1 @@
+"""Webhooks: the platform's calls to the CRM (settings, deliveries, their triggers)."""
