@@ -144,6 +144,50 @@ class ContactNotFound(ApiError):
         super().__init__("No contact with this id in the account.", {"id": contact_id})
 
 
+class DeliveryNotFound(ApiError):
+    status, code = 404, "DELIVERY_NOT_FOUND"
+
+    def __init__(self, delivery_id: str) -> None:
+        super().__init__("No delivery with this id in the account's log.", {"id": delivery_id})
+
+
+class UriNotValid(ApiError):
+    """A ``webhooksUri`` that is missing or not an absolute http(s) URL (no ``data``), or
+    whose destination the policy refuses (``{"reason": "destinationNotAllowed"}``). The
+    code is the platform's own spelling."""
+
+    status, code = 400, "uriNotValid"
+
+
+class TestPostNotPassed(ApiError):
+    """The test POST ``{"test": true}`` to a new ``webhooksUri`` got no 200: ``status`` is
+    the answer's (``None`` when none came), ``reason`` says what happened. The code is the
+    platform's own spelling."""
+
+    __test__ = False  # not a pytest test class
+    status, code = 400, "testPostNotPassed"
+
+    def __init__(self, status: int | None, reason: str) -> None:
+        super().__init__(
+            "The test POST to webhooksUri did not get 200; nothing was saved.",
+            {"status": status, "reason": reason},
+        )
+
+
+class InvalidUser(ApiError):
+    status, code = 400, "INVALID_USER"
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__("No user with this id in the account.", {"id": user_id})
+
+
+class ChannelNotFound(ApiError):
+    """No channel serves the chat type (``{"chatType"}``), or none has the id given
+    (``{"channelId"}``)."""
+
+    status, code = 400, "CHANNEL_NOT_FOUND"
+
+
 class NotFound(ApiError):
     status, code = 404, "NOT_FOUND"
 

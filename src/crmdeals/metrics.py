@@ -11,6 +11,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -59,6 +60,24 @@ CONNECTIONS_DROPPED = Counter(
     "'shed' (waited longest for a request head, closed to make room) or 'refused' (new, "
     "answered 503 because every other connection was busy with a request).",
     ["reason"],
+)
+
+DELIVERIES = Counter(
+    "crmdeals_webhook_deliveries",
+    "Webhook delivery attempts recorded, by kind and outcome: 'delivered', 'failed' (the "
+    "last attempt, or one that is never retried) or 'retry' (another attempt will follow).",
+    ["kind", "outcome"],
+)
+DELIVERY_ATTEMPT_SECONDS = Histogram(
+    "crmdeals_webhook_attempt_duration_seconds",
+    "Time each webhook attempt took, from the connection to the end of the answer.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+DELIVERIES_PENDING = Gauge(
+    "crmdeals_webhook_deliveries_pending",
+    "Webhook deliveries of every account waiting to be attempted (or attempted again), as "
+    "last seen by the process's delivery loop.",
+    multiprocess_mode="max",
 )
 
 

@@ -9,7 +9,13 @@ from operator import attrgetter
 
 from crmdeals import batch
 from crmdeals.batch import Problems
-from crmdeals.contacts.schemas import Contact, ContactData, ContactDataInput, ContactInput
+from crmdeals.contacts.schemas import (
+    ChatType,
+    Contact,
+    ContactData,
+    ContactDataInput,
+    ContactInput,
+)
 from crmdeals.errors import InvalidContactsData
 from crmdeals.fields import IdInput, id_text, is_phone
 from crmdeals.limits import MAX_PHONE_DIGITS, MIN_PHONE_DIGITS
@@ -99,3 +105,9 @@ def check_contact(item: object) -> Contact | Problems:
     """One contact as a client (or a CRM answering ``createContact``) sends it, checked by
     the same rules as an upload: the normalised contact, or its problems by field path."""
     return batch.check_item(item, CONTACTS)
+
+
+def chat_problems(chat_type: ChatType, chat_id: str) -> Problems:
+    """What is wrong with a chat known by its ``chatType`` and ``chatId``, by the rules of
+    an upload's ``contactData`` (an event's chat becomes a contact's)."""
+    return _chat_problems(ContactDataInput(chatType=chat_type, chatId=chat_id))

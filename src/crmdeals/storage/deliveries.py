@@ -27,6 +27,7 @@ from crmdeals.webhooks.schemas import (
     DeliveryKind,
     DeliveryRef,
     NewDelivery,
+    platform_time,
 )
 
 _earlier = deliveries.alias("earlier")
@@ -96,11 +97,11 @@ _FINISH = (
 _FAIL_FOLLOWERS = (
     sa.update(deliveries)
     .where(
-        deliveries.c.event == sa.bindparam("event"),
-        deliveries.c.position > sa.bindparam("position"),
+        deliveries.c.event == sa.bindparam("of_event"),
+        deliveries.c.position > sa.bindparam("after_position"),
         deliveries.c.state == "pending",
     )
-    .values(state="failed", last_error=sa.bindparam("error"), next_attempt_at=None)
+    .values(state="failed", last_error=sa.bindparam("reason"), next_attempt_at=None)
 )
 _FOLLOWER = sa.select(deliveries.c.id, deliveries.c.body).where(
     deliveries.c.event == sa.bindparam("event"),
@@ -340,9 +341,9 @@ class Deliveries:
                 connection.execute(
                     _FAIL_FOLLOWERS,
                     {
-                        "event": delivery.event,
-                        "position": delivery.position,
-                        "error": follower_error,
+                        "of_event": delivery.event,
+                        "after_position": delivery.position,
+                        "reason": follower_error,
                     },
                 )
             return True
@@ -426,9 +427,9 @@ def _delivery(row: sa.Row[Any, *tuple[Any, ...]]) -> Delivery:
         attempts=row.attempts,
         lastStatus=row.last_status,
         lastError=row.last_error,
-        createdAt=_timestamp(row.created_at),
-        lastAttemptAt=None if row.last_attempt_at is None else _timestamp(row.last_attempt_at),
-        nextAttemptAt=None if row.next_attempt_at is None else _timestamp(row.next_attempt_at),
+        createdAt=platform_time(row.created_at),
+        lastAttemptAt=None if row.last_attempt_at is None else platform_time(row.last_attempt_at),
+        nextAttemptAt=None if row.next_attempt_at is None else platform_time(row.next_attempt_at),
         body=msgspec.Raw(row.body.encode()),
     )
 
@@ -436,8 +437,3 @@ def _delivery(row: sa.Row[Any, *tuple[Any, ...]]) -> Delivery:
 def _aware(moment: datetime) -> datetime:
     """SQLite gives back naive datetimes of what was stored in UTC."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _timestamp(moment: datetime) -> str:
-    """ISO 8601 in UTC with milliseconds and ``Z``, as the platform writes times."""
-    return _aware(moment).astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -107,7 +107,10 @@ contacts = sa.Table(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.PrimaryKeyConstraint("account_id", "id"),
+    sa.Index("ix_contacts_responsible", "account_id", "responsible_user_id", "id"),
 )
+"""``ix_contacts_responsible`` finds a user's contacts in id order (the chat window of
+``global`` scope) without reading the account's other contacts."""
 
 contact_counts = sa.Table(
     "contact_counts",

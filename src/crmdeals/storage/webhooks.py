@@ -25,6 +25,7 @@ _READ = sa.select(
     *SWITCH_COLUMNS.values(),
     webhook_settings.c.crm_key.is_not(None).label("has_crm_key"),
 ).where(_ACCOUNT)
+_CRM_KEY = sa.select(webhook_settings.c.crm_key).where(_ACCOUNT)
 _NEVER_SET = WebhookSettings(uri=None, subscriptions=Subscriptions(), has_crm_key=False)
 _ALL_OFF = {column.name: False for column in SWITCH_COLUMNS.values()}
 _LOCK = (
@@ -69,6 +70,10 @@ class Webhooks:
         values.update({SWITCH_COLUMNS[name].name: on for name, on in switches.items()})
         return self._update(account_id, values)
 
+    def crm_key(self, account_id: int) -> Work[str | None]:
+        """The account's crm key (``None``: none, or never set)."""
+        return lambda connection: connection.execute(_CRM_KEY, {"account": account_id}).scalar()
+
     def set_crm_key(self, account_id: int, crm_key: str | None) -> Work[None]:
         return self._update(account_id, {"crm_key": crm_key})
 
@@ -77,25 +82,28 @@ class Webhooks:
         sandbox's reset)."""
         return self._update(account_id, {"uri": None, "last_auto_user_id": None, **_ALL_OFF})
 
-    def next_auto_user(self, connection: sa.Connection, account_id: int) -> str | None:
+    def next_auto_user(self, account_id: int) -> Work[str | None]:
         """The responsible user of the account's next automatic creation, in turn by id
         (the user after the last one named, or the first), now recorded as named; ``None``
-        when the account has no users. Part of the event's transaction."""
-        connection.execute(self._ensure_row, {"account": account_id})
-        last = connection.execute(_LOCK, {"account": account_id}).scalar_one()
-        user_id = None
-        if last is not None:
-            user_id = connection.execute(
-                _NEXT_USER, {"account": account_id, "after": last}
-            ).scalar()
-        if user_id is None:
-            user_id = connection.execute(_FIRST_USER, {"account": account_id}).scalar()
-        if user_id is not None:
-            connection.execute(
-                sa.update(webhook_settings).where(_ACCOUNT).values(last_auto_user_id=user_id),
-                {"account": account_id},
-            )
-        return user_id
+        when the account has no users."""
+
+        def next_auto_user(connection: sa.Connection) -> str | None:
+            connection.execute(self._ensure_row, {"account": account_id})
+            last = connection.execute(_LOCK, {"account": account_id}).scalar_one()
+            user_id = None
+            if last is not None:
+                after = {"account": account_id, "after": last}
+                user_id = connection.execute(_NEXT_USER, after).scalar()
+            if user_id is None:
+                user_id = connection.execute(_FIRST_USER, {"account": account_id}).scalar()
+            if user_id is not None:
+                connection.execute(
+                    sa.update(webhook_settings).where(_ACCOUNT).values(last_auto_user_id=user_id),
+                    {"account": account_id},
+                )
+            return user_id
+
+        return next_auto_user
 
     def _update(self, account_id: int, values: dict[str, Any]) -> Work[None]:
         update = sa.update(webhook_settings).where(_ACCOUNT).values(**values)

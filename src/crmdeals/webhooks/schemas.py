@@ -1,9 +1,18 @@
 """The shapes of webhooks: an account's webhook settings, its channels, the deliveries'
 log, and the bodies the platform POSTs to the CRM (CRM sections 5, 6 and 9)."""
 
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
 import msgspec
+from msgspec import Meta
+
+from crmdeals.contacts.schemas import ChatType
+from crmdeals.fields import IdInput, Name, Uri
+from crmdeals.limits import MAX_NAME_LENGTH
+
+MAX_TEXT_LENGTH = 4096
+"""The longest text of a simulated message (a messenger's own limit is about this)."""
 
 Transport = Literal[
     "whatsapp", "wapi", "instagram", "tgapi", "telegram", "vk", "avito", "max", "maxbot", "viber"
@@ -110,3 +119,71 @@ class NewDelivery(msgspec.Struct):
 
     kind: DeliveryKind
     body: bytes
+
+
+class Skipped(msgspec.Struct):
+    """A delivery an event did not make, and why (``subscriptionOff``, ``noWebhooksUri``,
+    ``noPipelineStages``, ``noUsers``, ``dealExists``)."""
+
+    kind: DeliveryKind
+    reason: str
+
+
+class EventAnswer(msgspec.Struct):
+    """What a trigger answers: the event's id, its message's id (``None`` without a
+    message), the deliveries it made in their order, and those it did not make."""
+
+    event: str
+    messageId: str | None
+    deliveries: list[DeliveryRef]
+    skipped: list[Skipped]
+
+
+class MessageTrigger(msgspec.Struct):
+    """``POST /sandbox/messages``: a new client writes in a chat."""
+
+    chatType: ChatType
+    chatId: IdInput
+    text: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_LENGTH)] | None = None
+    contentUri: Uri | None = None
+    name: Name | None = None
+    channelId: str | None = None
+    userId: IdInput | None = None
+    wait: bool = False
+
+
+class StatusError(msgspec.Struct):
+    """Why an outgoing message failed, as ``statuses[].error`` carries it."""
+
+    error: Annotated[str, Meta(min_length=1, max_length=MAX_NAME_LENGTH)]
+    description: Annotated[str, Meta(max_length=MAX_TEXT_LENGTH)] = ""
+
+
+MessageStatus = Literal["sent", "delivered", "read", "error", "edited"]
+
+
+class StatusTrigger(msgspec.Struct):
+    """``POST /sandbox/statuses``: an outgoing message changes status."""
+
+    status: MessageStatus
+    messageId: str | None = None
+    error: StatusError | None = None
+    wait: bool = False
+
+
+class DealButtonTrigger(msgspec.Struct):
+    """``POST /sandbox/deal-button``: a rep clicks the "+" of the Deals dropdown."""
+
+    userId: IdInput
+    chatType: ChatType
+    chatId: IdInput
+    name: Name | None = None
+    channelId: str | None = None
+    wait: bool = False
+
+
+def platform_time(moment: datetime) -> str:
+    """``moment`` in ISO 8601, UTC, with milliseconds and ``Z``, as the platform writes
+    times (a naive ``moment`` is taken as UTC: SQLite gives back what was stored so)."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

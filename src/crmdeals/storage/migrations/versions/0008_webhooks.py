@@ -1,5 +1,6 @@
 """Webhooks and the chat window: each account's webhook settings and crm key, its channels,
-the deliveries' outbox and the chat windows opened.
+the deliveries' outbox and the chat windows opened; a user's contacts indexed (the chat
+window of ``global`` scope lists them).
 
 Revision ID: 0008
 Revises: 0007
@@ -98,9 +99,13 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_chat_windows_expires_at", "chat_windows", ["expires_at"])
+    op.create_index(
+        "ix_contacts_responsible", "contacts", ["account_id", "responsible_user_id", "id"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_contacts_responsible", "contacts")
     op.drop_table("chat_windows")
     op.drop_table("deliveries")
     op.drop_table("channels")
