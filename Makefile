@@ -29,6 +29,7 @@ test-fast: $(STAMP)  ## the test suite without the end-to-end tests that start s
 bench: $(STAMP) tools  ## the HTTP benchmark (bench/http.py), about 20 minutes
 	$(BIN)/python -m bench.http
 	$(BIN)/python -m bench.pg_import  # a first import: 6 clients, 300,000 deals
+	$(BIN)/python -m bench.webhooks  # webhook deliveries per second, upload latency beside them
 
 tools:  ## Debian's wrk (the benchmark's load) and pgbouncer (its tests), when missing
 	@for tool in wrk pgbouncer; do \

@@ -58,3 +58,38 @@ def test_the_benchmark_runs_and_prints_every_figure() -> None:
     assert re.fullmatch(r"[\d,]+ deals/s", rows["storage floor"][3])
     assert re.fullmatch(r"\d+", rows["peak RSS (MB)"][3])
     assert re.match(r"\d+\.\d\dx", rows["one / framework floor"][3])
+
+
+WEBHOOK_FIGURES = [
+    "floor: httpx.AsyncClient",
+    "floor: crmdeals' Sender",
+    "enqueue",
+    "deliveries",
+    "deliveries / httpx floor",
+    "deliveries / Sender floor",
+    "retried attempts",
+    "upload alone",
+    "upload, deliveries running",
+    "upload: running / alone",
+]
+
+
+def test_the_webhook_benchmark_runs_and_prints_every_figure() -> None:
+    command = [sys.executable, "-m", "bench.webhooks", "--databases", "sqlite"]
+    command += ["--events", "100", "--uploads", "10"]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "SQLite, sandbox, 1 worker" in result.stdout
+    rows = {
+        cells[0]: cells[1:]
+        for line in result.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| figure")
+        for cells in [[cell.strip() for cell in line.strip("|").split("|")]]
+    }
+    assert list(rows) == WEBHOOK_FIGURES
+    assert re.fullmatch(r"[\d,]+ POSTs/s", rows["floor: httpx.AsyncClient"][0])
+    assert re.fullmatch(r"[\d,]+ /s", rows["deliveries"][0])
+    assert re.fullmatch(r"\d+\.\d\dx", rows["deliveries / httpx floor"][0])
+    assert re.fullmatch(r"[\d.]+ / [\d.]+ ms", rows["upload, deliveries running"][0])

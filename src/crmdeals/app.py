@@ -14,18 +14,26 @@ from crmdeals.api.ratelimit import RateLimiter
 from crmdeals.api.routes import (
     contacts,
     deals,
+    deliveries,
     drift,
     health,
+    iframe,
     metrics,
     panel,
     pipelines,
     sandbox,
+    sandbox_events,
+    sandbox_webhooks,
     users,
+    webhooks,
 )
 from crmdeals.sandbox import Sandbox
 from crmdeals.settings import Settings
 from crmdeals.signing import ServerSigner
 from crmdeals.storage import Store, connect, connect_async
+from crmdeals.webhooks.events import Events
+from crmdeals.webhooks.sender import Sender
+from crmdeals.webhooks.worker import DeliveryWorker
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -39,13 +47,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     limit = settings.parsed_rate_limit
     rate_limiter = RateLimiter(limit, settings.redis_url) if limit else None
+    sender = Sender(
+        allow_private=settings.sandbox or settings.webhooks_allow_private,
+        timeout=settings.webhooks_timeout_seconds,
+    )
+    worker = DeliveryWorker(store, sender, settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # No more worker threads than database connections: more would only wait for one,
         # each with memory of its own (BENCHMARKS.md, peak RSS).
         anyio.to_thread.current_default_thread_limiter().total_tokens = pool_size
-        yield
+        async with anyio.create_task_group() as background:
+            background.start_soon(worker.run)
+            yield
+            background.cancel_scope.cancel()
+        await sender.aclose()
         if rate_limiter is not None:
             await rate_limiter.close()
         await store.dispose()
@@ -63,19 +80,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = store
     app.state.rate_limiter = rate_limiter
     app.state.signer = ServerSigner(settings, store)
+    app.state.sender = sender
+    app.state.events = Events(store, settings, worker.wake)
     sandbox_state = Sandbox(sandbox.faultable_operations()) if settings.sandbox else None
     app.state.sandbox = sandbox_state
     app.include_router(deals.router)
     app.include_router(users.router)
     app.include_router(contacts.router)
     app.include_router(pipelines.router)
+    app.include_router(webhooks.router)
     app.include_router(drift.router)
     app.include_router(panel.router)
+    app.include_router(iframe.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(web.router)
+    app.include_router(deliveries.router)
     if settings.sandbox:
         app.include_router(sandbox.router)
+        app.include_router(sandbox_webhooks.router)
+        app.include_router(sandbox_events.router)
     app.add_middleware(RequestContext, sandbox=sandbox_state)
     install_error_handlers(app)
     install_openapi(app)

@@ -16,10 +16,12 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
+import msgspec
 import typer
 import uvicorn
 from alembic.runtime.migration import MigrationContext
@@ -39,6 +41,7 @@ from crmdeals.api.connections import raise_file_limit
 from crmdeals.client import DealsApiError, DealsClient, DealsConnectionError, DealsError
 from crmdeals.client.async_client import check_url
 from crmdeals.deals.validation import is_storable_id
+from crmdeals.errors import ApiError
 from crmdeals.files import (
     ENTITIES,
     FORMATS,
@@ -56,6 +59,7 @@ from crmdeals.signing import Signer
 from crmdeals.storage import Store, connect, upgrade
 from crmdeals.storage.engine import MIGRATIONS
 from crmdeals.transfer import counted
+from crmdeals.webhooks.validation import check_crm_key, parse_channels
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 GRACEFUL_SHUTDOWN_SECONDS = 30
@@ -97,9 +101,11 @@ app = typer.Typer(
 accounts_app = typer.Typer(help="Accounts (tenants): each sees only its own deals.")
 keys_app = typer.Typer(help="API keys: shown once when created, stored only as a hash.")
 db_app = typer.Typer(help="The database.")
+channels_app = typer.Typer(help="Channels: the messenger connections an account's chats use.")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(channels_app, name="channels")
 
 
 def _print_version(wanted: bool) -> None:
@@ -424,6 +430,36 @@ def accounts_list() -> None:
     Console().print(table)
 
 
+@accounts_app.command("crm-key")
+def accounts_crm_key(
+    account: Annotated[str, typer.Argument(help="Account name.")],
+    set_key: Annotated[
+        bool, typer.Option("--set", help="Set the key, read from stdin (one line).")
+    ] = False,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the key.")] = False,
+) -> None:
+    """Set or clear the crm key the account's webhooks carry (`Authorization: Bearer`). The
+    key is never printed, logged or shown by the API."""
+    if set_key == clear:
+        raise Mistake("Give --set (with the key on stdin) or --clear.")
+    crm_key = None
+    if set_key:
+        try:
+            crm_key = check_crm_key(sys.stdin.readline().removesuffix("\n").removesuffix("\r"))
+        except ValueError as error:
+            raise Mistake(f"The crm key on stdin is not valid: it must be {error}.") from None
+    store = _existing_store(Settings())
+    try:
+        found = store.find_account(account)
+        if found is None:
+            raise _fail(f"No account named {account!r}.")
+        store.set_crm_key_now(account_id=found.id, crm_key=crm_key)
+    finally:
+        store.engine.dispose()
+    done = "Set" if set_key else "Cleared"
+    err.print(f"{done} the crm key of account {escape(repr(account))}.")
+
+
 @keys_app.command("create")
 def keys_create(account: Annotated[str, typer.Argument(help="Account name.")]) -> None:
     """Create another API key for an account and print it (shown once)."""
@@ -485,6 +521,53 @@ def db_upgrade() -> None:
     """Create the database if needed and apply the migrations that have not run yet."""
     _migrated_store(Settings())
     err.print("The database is up to date.")
+
+
+# -- channels --------------------------------------------------------------------------------
+
+
+@channels_app.command("set")
+def channels_set(
+    account: Annotated[str, typer.Argument(help="Account name.")],
+    file: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE",
+            help="A JSON array of channels (`-`: stdin), as `PUT /sandbox/channels` takes.",
+        ),
+    ],
+) -> None:
+    """Replace the account's channels with those of FILE, in its order; print them as
+    stored (with the ids given to those without one). A kept channel with a new state sends
+    `channelsUpdates` when the account's switch is on."""
+    try:
+        body = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise Mistake(f"Cannot read {file} (FILE): {reason}.") from None
+    try:
+        channels = parse_channels(body)
+    except ApiError as error:
+        problems = error.data.get("fields", {}) if isinstance(error.data, dict) else {}
+        for field, problem in problems.items():
+            err.print(f"[red]{escape(field)}:[/] {escape(problem)}")
+        raise _fail(f"{file}: {error.description}") from None
+    settings = Settings()
+    store = _existing_store(settings)
+    try:
+        found = store.find_account(account)
+        if found is None:
+            raise _fail(f"No account named {account!r}.")
+        stored = store.replace_channels_now(
+            account_id=found.id,
+            channels=channels,
+            now=datetime.now(UTC),
+            log_size=settings.webhooks_log_size,
+        )
+    finally:
+        store.engine.dispose()
+    err.print(f"Stored {counted(len(stored), 'channel')} for account {escape(repr(account))}.")
+    print(msgspec.json.encode(stored).decode())
 
 
 # -- push and pull ---------------------------------------------------------------------------

@@ -29,8 +29,12 @@ ROUTES = {
     ("get", "/v3/contacts/bulk_delete"): {"200", "401", "404", "429", "503"},
     ("delete", "/v3/contacts/bulk_delete"): {"200", "401", "404", "429", "503"},
     ("post", "/v3/panel/links"): {"200", "400", "401", "413", "429", "503"},
+    ("post", "/v3/iframe"): {"200", "400", "401", "413", "429", "503"},
     ("post", "/v3/pipelines"): {"200", "400", "401", "413", "429", "503"},
     ("get", "/v3/pipelines"): {"200", "401", "429", "503"},
+    ("patch", "/v3/webhooks"): {"200", "400", "401", "413", "429", "503"},
+    ("get", "/v3/webhooks"): {"200", "401", "429", "503"},
+    ("get", "/v3/channels"): {"200", "401", "429", "503"},
     ("get", "/crmdeals/drift"): {"200", "400", "401", "429", "503"},
     # The deal whose id is "bulk_delete": OpenAPI matches this concrete path before the template.
     ("get", "/v3/deals/bulk_delete"): {"200", "401", "404", "429", "503"},
@@ -190,3 +194,56 @@ def test_the_user_bodies_and_answers_are_documented(
     assert set(user) == set(schemas["User"]["properties"]) == set(schemas["User"]["required"])
     listed = paths["/v3/users"]["get"]["responses"]["200"]["content"]["application/json"]
     assert listed["schema"]["items"] == {"$ref": "#/components/schemas/User"}
+
+
+def test_the_chat_window_body_and_answer_are_documented(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    operation = document["paths"]["/v3/iframe"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/ChatWindowRequest"}
+    request = schemas["ChatWindowRequest"]
+    assert set(request["required"]) == {"user", "scope"}
+    assert request["properties"]["scope"]["enum"] == ["card", "global"]
+    chat_filter = request["properties"]["filter"]["anyOf"][0]
+    assert (chat_filter["minItems"], chat_filter["maxItems"]) == (1, 100)
+    assert set(schemas["FilterChatInput"]["required"]) == {"chatType", "chatId"}
+    options = schemas["OptionsInput"]["properties"]
+    assert options["useDealsEvents"] == {"type": "boolean", "default": False}
+    answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer == {"$ref": "#/components/schemas/ChatWindowUrl"}
+    assert "INVALID_USER" in operation["responses"]["400"]["description"]
+
+
+def test_the_webhook_settings_and_channels_are_documented(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    patch = document["paths"]["/v3/webhooks"]["patch"]
+    body = patch["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/WebhookSettingsInput"}
+    settings_input = schemas["WebhookSettingsInput"]
+    assert settings_input["required"] == ["webhooksUri"]
+    assert settings_input["properties"]["webhooksUri"]["maxLength"] == 200
+    switches = schemas["SubscriptionsInput"]["properties"]
+    assert {name: switch["type"] for name, switch in switches.items()} == {
+        "messagesAndStatuses": "boolean",
+        "contactsAndDealsCreation": "boolean",
+        "channelsUpdates": "boolean",
+        "templateStatus": "boolean",
+    }
+    errors = patch["responses"]["400"]["description"]
+    for code in ("INVALID_REQUEST", "uriNotValid", "destinationNotAllowed", "testPostNotPassed"):
+        assert code in errors
+    answer = document["paths"]["/v3/webhooks"]["get"]["responses"]["200"]["content"]
+    assert answer["application/json"]["schema"] == {"$ref": "#/components/schemas/WebhookSettings"}
+    subscriptions = schemas["WebhookSettings"]["properties"]["subscriptions"]
+    assert set(subscriptions["required"]) == {*switches, "wabaTemplatesStatus"}
+    channels = document["paths"]["/v3/channels"]["get"]["responses"]["200"]["content"]
+    channel_list = channels["application/json"]["schema"]
+    assert channel_list == {"type": "array", "items": {"$ref": "#/components/schemas/Channel"}}
+    assert set(schemas["Channel"]["required"]) == {
+        "channelId",
+        "transport",
+        "plainId",
+        "state",
+        "name",
+    }
+    assert "CrmKeyInput" not in schemas  # the sandbox's, documented in sandbox mode only

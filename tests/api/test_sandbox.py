@@ -67,6 +67,9 @@ FAULTABLE = [
     ("POST", "/v3/panel/links", "/v3/panel/links"),
     ("POST", "/v3/pipelines", "/v3/pipelines"),
     ("GET", "/v3/pipelines", "/v3/pipelines"),
+    ("PATCH", "/v3/webhooks", "/v3/webhooks"),
+    ("GET", "/v3/webhooks", "/v3/webhooks"),
+    ("GET", "/v3/channels", "/v3/channels"),
 ]
 """Every API operation: method, route template (as OpenAPI and the logs name it), a path."""
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 from crmdeals.app import create_app
 from crmdeals.settings import Settings
@@ -521,3 +523,34 @@ def finished(client: TestClient, delivery_id: int, timeout: float = 10) -> dict[
         if found["state"] != "pending" or time.monotonic() > deadline:
             return found
         time.sleep(0.05)
+
+
+# -- metrics ------------------------------------------------------------------------------
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_metrics_count_deliveries_by_kind_and_outcome_and_time_attempts(
+    a: TestClient, receiver: WebhookReceiver
+) -> None:
+    delivered = ("crmdeals_webhook_deliveries_total", {"kind": "statuses", "outcome": "delivered"})
+    retried = ("crmdeals_webhook_deliveries_total", {"kind": "statuses", "outcome": "retry"})
+    before = (metric(delivered[0], **delivered[1]), metric(retried[0], **retried[1]))
+    attempts_before = metric("crmdeals_webhook_attempt_duration_seconds_count")
+    hook(a, receiver)
+    receiver.fail(1, status=500)
+    answer = trigger(a, "statuses", status="read")
+    assert finished(a, answer["deliveries"][0]["id"])["state"] == "delivered"
+    after = (metric(delivered[0], **delivered[1]), metric(retried[0], **retried[1]))
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+    assert metric("crmdeals_webhook_attempt_duration_seconds_count") - attempts_before == 2
+    text = a.get("/metrics").text
+    assert "crmdeals_webhook_deliveries_pending" in text
+    families = {family.name for family in text_string_to_metric_families(text)}
+    assert {
+        "crmdeals_webhook_deliveries",
+        "crmdeals_webhook_attempt_duration_seconds",
+        "crmdeals_webhook_deliveries_pending",
+    } <= families

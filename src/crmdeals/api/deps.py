@@ -34,6 +34,8 @@ from crmdeals.sandbox import Sandbox
 from crmdeals.settings import Settings
 from crmdeals.signing import ServerSigner
 from crmdeals.storage import Store
+from crmdeals.webhooks.events import Events
+from crmdeals.webhooks.sender import Sender
 
 
 async def get_settings(request: Request) -> Settings:
@@ -58,6 +60,18 @@ async def get_rate_limiter(request: Request) -> RateLimiter | None:
     return limiter
 
 
+async def get_sender(request: Request) -> Sender:
+    """The server's one HTTP client for webhooks (the test POST)."""
+    sender: Sender = request.app.state.sender
+    return sender
+
+
+async def get_events(request: Request) -> Events:
+    """What triggers deliveries (``crmdeals.webhooks.events``)."""
+    events: Events = request.app.state.events
+    return events
+
+
 async def get_sandbox_if_on(request: Request) -> Sandbox | None:
     """The sandbox's state; ``None`` outside sandbox mode."""
     sandbox: Sandbox | None = request.app.state.sandbox
@@ -75,6 +89,8 @@ StoreDep = Annotated[Store, Depends(get_store)]
 SignerDep = Annotated[ServerSigner, Depends(get_signer)]
 RateLimiterDep = Annotated[RateLimiter | None, Depends(get_rate_limiter)]
 SandboxDep = Annotated[Sandbox, Depends(get_sandbox)]
+SenderDep = Annotated[Sender, Depends(get_sender)]
+EventsDep = Annotated[Events, Depends(get_events)]
 
 
 async def authenticate(request: Request) -> int | None:

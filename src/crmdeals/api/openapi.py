@@ -9,6 +9,7 @@ from fastapi.openapi.utils import get_openapi
 
 from crmdeals import __version__
 from crmdeals.api.envelope import ErrorBody
+from crmdeals.chat_window import ChatWindowRequest, ChatWindowUrl
 from crmdeals.contacts.schemas import ChatType, ContactBatch, ContactIdBatch, ContactsPage
 from crmdeals.contacts.schemas import Contact as ContactSchema
 from crmdeals.deals.schemas import Deal as DealSchema
@@ -21,6 +22,17 @@ from crmdeals.pipelines.schemas import Pipeline, PipelineBatch
 from crmdeals.sandbox import Fault, LoggedRequest
 from crmdeals.users.schemas import User as UserSchema
 from crmdeals.users.schemas import UserBatch, UserIdBatch
+from crmdeals.webhooks.schemas import (
+    Channel,
+    DealButtonTrigger,
+    DeliveriesPage,
+    Delivery,
+    EventAnswer,
+    MessageTrigger,
+    StatusTrigger,
+    Subscriptions,
+)
+from crmdeals.webhooks.validation import ChannelBatch, CrmKeyInput, WebhookSettingsInput
 
 _REF = "#/components/schemas/{name}"
 _SCHEMAS, _COMPONENTS = msgspec.json.schema_components(
@@ -198,6 +210,62 @@ _add_client_rules(_USER_ID_BATCH)
 _COMPONENTS |= _USER_COMPONENTS | {"UserBatch": _USER_BATCH, "UserIdBatch": _USER_ID_BATCH}
 USER_BATCH = {"$ref": _REF.format(name="UserBatch")}
 USER_ID_BATCH = {"$ref": _REF.format(name="UserIdBatch")}
+
+# -- webhooks: the delivery log and the sandbox's triggers
+_WEBHOOK_SCHEMAS, _WEBHOOK_COMPONENTS = msgspec.json.schema_components(
+    [DeliveriesPage, Delivery, EventAnswer, MessageTrigger, StatusTrigger, DealButtonTrigger],
+    ref_template=_REF,
+)
+DELIVERIES_PAGE, DELIVERY, EVENT_ANSWER, MESSAGE_TRIGGER, STATUS_TRIGGER, DEAL_BUTTON_TRIGGER = (
+    _WEBHOOK_SCHEMAS
+)
+for _sent_by_clients in ("MessageTrigger", "StatusTrigger", "DealButtonTrigger", "StatusError"):
+    _add_client_rules(_WEBHOOK_COMPONENTS[_sent_by_clients])
+_COMPONENTS |= _WEBHOOK_COMPONENTS
+
+# -- the chat window: components of their own, merged into the document's
+_CHAT_WINDOW_SCHEMAS, _CHAT_WINDOW_COMPONENTS = msgspec.json.schema_components(
+    [ChatWindowRequest, ChatWindowUrl], ref_template=_REF
+)
+CHAT_WINDOW_REQUEST, CHAT_WINDOW_URL = _CHAT_WINDOW_SCHEMAS
+for _sent_by_clients in (
+    "ChatWindowRequest",
+    "WindowUserInput",
+    "FilterChatInput",
+    "ActiveChatInput",
+    "OptionsInput",
+):
+    _add_client_rules(_CHAT_WINDOW_COMPONENTS[_sent_by_clients])
+_COMPONENTS |= _CHAT_WINDOW_COMPONENTS
+
+# -- webhook settings and channels; the crm key and the channels' body are the sandbox's
+_SETTINGS_SCHEMAS, _SETTINGS_COMPONENTS = msgspec.json.schema_components(
+    [WebhookSettingsInput, list[Channel]], ref_template=_REF
+)
+WEBHOOK_SETTINGS_INPUT, CHANNEL_LIST = _SETTINGS_SCHEMAS
+_add_client_rules(_SETTINGS_COMPONENTS["WebhookSettingsInput"])
+_SWITCH_NAMES = [*msgspec.structs.asdict(Subscriptions()), "wabaTemplatesStatus"]
+_SETTINGS_COMPONENTS["WebhookSettings"] = {
+    "title": "WebhookSettings",
+    "type": "object",
+    "properties": {
+        "webhooksUri": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        "subscriptions": {
+            "type": "object",
+            "properties": {name: {"type": "boolean"} for name in _SWITCH_NAMES},
+            "required": _SWITCH_NAMES,
+        },
+    },
+    "required": ["webhooksUri", "subscriptions"],
+}
+_COMPONENTS |= _SETTINGS_COMPONENTS
+WEBHOOK_SETTINGS = {"$ref": _REF.format(name="WebhookSettings")}
+_SANDBOX_WEBHOOK_SCHEMAS, _SANDBOX_WEBHOOK_COMPONENTS = msgspec.json.schema_components(
+    [CrmKeyInput, ChannelBatch], ref_template=_REF
+)
+CRM_KEY_INPUT, CHANNEL_BATCH = _SANDBOX_WEBHOOK_SCHEMAS
+_add_client_rules(_SANDBOX_WEBHOOK_COMPONENTS["ChannelInput"])
+_SANDBOX_COMPONENTS |= _SANDBOX_WEBHOOK_COMPONENTS
 
 _ERRORS = {
     400: "The body or the query is invalid (`TOO_MANY_ENTITIES`, `INVALID_DEALS_DATA`, "

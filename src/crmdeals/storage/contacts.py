@@ -45,8 +45,20 @@ _CHAT_CONTACTS = (
     )
     .order_by(contact_chats.c.chat_type, contact_chats.c.chat_id, contact_chats.c.contact_id)
 )
+_USER_CONTACTS_WITH_CHATS = (
+    _ACCOUNT_CONTACTS.where(
+        contacts.c.responsible_user_id == sa.bindparam("user"),
+        sa.exists().where(
+            contact_chats.c.contact_id == contacts.c.id,
+            contact_chats.c.account_id == contacts.c.account_id,
+        ),
+    )
+    .order_by(contacts.c.id)
+    .limit(sa.bindparam("size"))
+)
 """The statements that are the same on every dialect. ``_CHAT_CONTACTS`` reads the primary
-key, whose order gives the contacts in id order."""
+key, whose order gives the contacts in id order. ``_USER_CONTACTS_WITH_CHATS``: a user's
+contacts that have a chat with a ``chatId`` (a row of the chat index)."""
 _BATCH_FIELDS = tuple(zip(Contact.__struct_fields__, _CONTACT_COLUMNS, strict=True))
 """Each column an upload fills, with the field of ``Contact`` that fills it."""
 _CHAT_FIELDS = (("chatType", contact_chats.c.chat_type), ("chatId", contact_chats.c.chat_id))
@@ -141,6 +153,17 @@ class Contacts:
             return list(connection.scalars(_CHAT_CONTACTS, parameters))
 
         return ids
+
+    def with_chats_of_user(self, account_id: int, user_id: str, limit: int) -> Work[list[Contact]]:
+        """Up to ``limit`` contacts that ``user_id`` is responsible for and that have a chat
+        with a ``chatId``, in id order (the chats of a chat window of ``global`` scope)."""
+        parameters = {"account": account_id, "user": user_id, "size": limit}
+
+        def contacts_of_user(connection: sa.Connection) -> list[Contact]:
+            rows = connection.execute(_USER_CONTACTS_WITH_CHATS, parameters)
+            return [_contact(row) for row in rows]
+
+        return contacts_of_user
 
     def delete(self, account_id: int, contact_ids: list[str]) -> Work[list[str]]:
         """Delete the listed contacts (and their chat index rows, by the foreign key's

@@ -22,6 +22,8 @@ from crmdeals.drift.schemas import DriftPage
 from crmdeals.errors import DuplicatePhoneNumber
 from crmdeals.pipelines.schemas import Pipeline
 from crmdeals.storage.accounts import Account, Accounts, ApiKey
+from crmdeals.storage.channels import Channels
+from crmdeals.storage.chat_windows import ChatWindows, StoredChatWindow
 from crmdeals.storage.contacts import Contacts
 from crmdeals.storage.deals import Deals
 from crmdeals.storage.deliveries import ClaimedDelivery, Deliveries, Outcome
@@ -34,6 +36,7 @@ from crmdeals.storage.users import Users, is_phone_conflict
 from crmdeals.storage.webhooks import Webhooks
 from crmdeals.users.schemas import User
 from crmdeals.webhooks.schemas import (
+    Channel,
     DeliveriesPage,
     Delivery,
     DeliveryRef,
@@ -61,6 +64,8 @@ class Store:
         self._names = NameLookup(dialect)
         self._webhooks = Webhooks(dialect)
         self._deliveries = Deliveries()
+        self._chat_windows = ChatWindows()
+        self._channels = Channels()
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
@@ -194,6 +199,14 @@ class Store:
         work = self._contacts.ids_of_chat(account_id, chat_type, chat_id)
         return await self._transactions.run(work, short=True)
 
+    async def contacts_with_chats_of_user(
+        self, *, account_id: int, user_id: str, limit: int
+    ) -> list[Contact]:
+        """Up to ``limit`` contacts that ``user_id`` is responsible for and that have a chat
+        with a ``chatId``, in id order."""
+        work = self._contacts.with_chats_of_user(account_id, user_id, limit)
+        return await self._transactions.run(work)
+
     async def delete_contact(self, *, account_id: int, contact_id: str) -> bool:
         """Delete one contact; whether it existed."""
         return not await self.delete_contacts(account_id=account_id, contact_ids=[contact_id])
@@ -281,6 +294,34 @@ class Store:
         """Delete every user of the account (the sandbox's reset)."""
         await self._transactions.run(self._users.delete_all(account_id), writes=True)
 
+    # -- channels ----------------------------------------------------------------------------
+
+    async def replace_channels(
+        self, *, account_id: int, channels: Sequence[Channel], now: datetime, log_size: int
+    ) -> list[Channel]:
+        """Make ``channels`` (one per id) the account's whole set, in their order, in one
+        transaction that also queues, when the account's ``channelsUpdates`` switch is on,
+        one ``channelsUpdates`` delivery of the kept channels whose state changed
+        (``Channels.replace``); the channels stored."""
+        work = self._channels.replace(account_id, channels, now=now, log_size=log_size)
+        return await self._transactions.run(work, writes=True, short=True)
+
+    def replace_channels_now(
+        self, *, account_id: int, channels: Sequence[Channel], now: datetime, log_size: int
+    ) -> list[Channel]:
+        """``replace_channels`` for the command line."""
+        work = self._channels.replace(account_id, channels, now=now, log_size=log_size)
+        return self.run_transaction(work)
+
+    async def list_channels(self, *, account_id: int) -> list[Channel]:
+        """The account's channels, in the order they were last put."""
+        return await self._transactions.run(self._channels.list(account_id), short=True)
+
+    async def delete_all_channels(self, *, account_id: int) -> None:
+        """Delete every channel of the account, sending nothing (the sandbox's reset)."""
+        work = self._channels.delete_all(account_id)
+        await self._transactions.run(work, writes=True, short=True)
+
     # -- webhook settings -------------------------------------------------------------------
 
     async def webhook_settings(self, *, account_id: int) -> WebhookSettings:
@@ -300,6 +341,11 @@ class Store:
         work = self._webhooks.set_crm_key(account_id, crm_key)
         await self._transactions.run(work, writes=True, short=True)
 
+    async def crm_key(self, *, account_id: int) -> str | None:
+        """The key deliveries carry as ``Bearer`` (``None``: none), for the test POST; no
+        answer or log line may hold it."""
+        return await self._transactions.run(self._webhooks.crm_key(account_id), short=True)
+
     def set_crm_key_now(self, *, account_id: int, crm_key: str | None) -> None:
         """``set_crm_key`` for the command line."""
         self.run_transaction(self._webhooks.set_crm_key(account_id, crm_key))
@@ -315,10 +361,11 @@ class Store:
 
         await self._transactions.run(reset_all, writes=True)
 
-    def next_auto_user(self, connection: sa.Connection, account_id: int) -> str | None:
-        """The responsible user of the account's next automatic creation, in turn by id,
-        within the event's transaction (``Webhooks.next_auto_user``)."""
-        return self._webhooks.next_auto_user(connection, account_id)
+    async def take_auto_user_turn(self, *, account_id: int) -> str | None:
+        """The responsible user of the account's next automatic creation, in turn by id
+        (``Webhooks.next_auto_user``), now recorded as taken; ``None`` without users."""
+        work = self._webhooks.next_auto_user(account_id)
+        return await self._transactions.run(work, writes=True, short=True)
 
     # -- deliveries ---------------------------------------------------------------------------
 
@@ -417,6 +464,20 @@ class Store:
     async def next_delivery_due(self) -> datetime | None:
         """When the earliest pending delivery is due; ``None`` when none is pending."""
         return await self._transactions.run(self._deliveries.next_due(), short=True)
+
+    # -- chat windows ----------------------------------------------------------------------
+
+    async def open_chat_window(
+        self, *, window_id: str, account_id: int, request: str, expires_at: datetime
+    ) -> None:
+        """Store the chat window ``window_id`` (its request, as JSON) until ``expires_at``,
+        deleting the windows that have expired."""
+        work = self._chat_windows.open(window_id, account_id, request, expires_at)
+        await self._transactions.run(work, writes=True, short=True)
+
+    async def chat_window(self, *, window_id: str) -> StoredChatWindow | None:
+        """The chat window ``window_id`` while it has not expired; else ``None``."""
+        return await self._transactions.run(self._chat_windows.get(window_id), short=True)
 
     # -- administration --------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """What every page shares: the templates, the headers, the stylesheet, the error page.
 
 Every page gets a Content-Security-Policy that allows nothing from elsewhere (only this
-server's stylesheet; no script at all), is never cached, and sends a ``Referer`` only to
-this server (the panel's URL holds its token; the inspector's forms need an ``Origin``,
-which browsers blank under ``no-referrer``).
+server's stylesheet; no script at all, but the chat window's own file), is never cached,
+and sends a ``Referer`` only to this server (the panel's URL holds its token; the
+inspector's forms need an ``Origin``, which browsers blank under ``no-referrer``).
 """
 
 from collections.abc import Callable, Coroutine
@@ -29,10 +29,13 @@ templates = jinja2.Environment(
 )
 
 
-def content_security_policy(frame_ancestors: str) -> str:
+def content_security_policy(frame_ancestors: str, *, scripts: bool = False) -> str:
+    """The pages' policy; with ``scripts``, this server's scripts are allowed too (the chat
+    window's ``chat.js``), and still no inline script."""
+    script_src = "script-src 'self'; " if scripts else ""
     return (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-        f"base-uri 'none'; frame-ancestors {frame_ancestors}"
+        f"default-src 'none'; {script_src}style-src 'self'; img-src 'self'; "
+        f"form-action 'self'; base-uri 'none'; frame-ancestors {frame_ancestors}"
     )
 
 

@@ -10,7 +10,7 @@ from crmdeals.api import openapi
 from crmdeals.api.body import parse_json, read_body
 from crmdeals.api.deps import AccountDep, SandboxDep, SettingsDep, StoreDep
 from crmdeals.api.resource import empty_response, json_response
-from crmdeals.api.routes import contacts, deals, panel, pipelines, users
+from crmdeals.api.routes import contacts, deals, panel, pipelines, users, webhooks
 from crmdeals.errors import InvalidRequest
 from crmdeals.limits import MAX_ENTITIES
 from crmdeals.sandbox import (
@@ -39,6 +39,7 @@ def faultable_operations() -> set[str]:
             contacts.router,
             panel.router,
             pipelines.router,
+            webhooks.router,
         )
         for route in api_router.routes
         if isinstance(route, APIRoute)
@@ -53,7 +54,8 @@ _MISFIT = "The body does not fit this route."
 
 @router.post(
     "/reset",
-    summary="Forget the account's deals, users, contacts, pipelines, armed faults and request log",
+    summary="Forget the account's deals, users, contacts, pipelines, webhook settings and "
+    "deliveries (not its crm key), channels, armed faults and request log",
     response_class=Response,
     responses=openapi.responses("Reset; empty body."),
 )
@@ -62,6 +64,8 @@ async def reset(account_id: AccountDep, store: StoreDep, sandbox: SandboxDep) ->
     await store.delete_all_users(account_id=account_id)
     await store.delete_all_contacts(account_id=account_id)
     await store.delete_all_pipelines(account_id=account_id)
+    await store.reset_webhook_settings(account_id=account_id)
+    await store.delete_all_channels(account_id=account_id)
     sandbox.forget(account_id)
     return empty_response()
 
