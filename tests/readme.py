@@ -51,8 +51,17 @@ def push_example() -> tuple[str, list[str]]:
 
 def integration_test_example() -> str:
     """The Python test file between ``<!-- testing-example -->`` and its end marker."""
+    return _python_file("testing-example")
+
+
+def webhook_test_example() -> str:
+    """The Python test file between ``<!-- webhook-testing-example -->`` and its end marker."""
+    return _python_file("webhook-testing-example")
+
+
+def _python_file(marker: str) -> str:
     text = README.read_text()
-    section = text.split("<!-- testing-example -->")[1].split("<!-- /testing-example -->")[0]
+    section = text.split(f"<!-- {marker} -->")[1].split(f"<!-- /{marker} -->")[0]
     blocks: list[str] = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
     (block,) = blocks
     return block

@@ -1,11 +1,13 @@
 """The pytest plugin and ``SandboxServer``, as an integrator uses them: the README's test
-file runs and passes in a pytest of its own (``pytester``), and so do the fixture's promises."""
+files run and pass in a pytest of their own (``pytester``), and so do the fixtures' promises."""
+
+from datetime import datetime
 
 import httpx
 import pytest
 
-from crmdeals.testing import SandboxServer
-from tests.readme import integration_test_example
+from crmdeals.testing import SandboxServer, WebhookReceiver
+from tests.readme import integration_test_example, webhook_test_example
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.e2e
@@ -117,3 +119,98 @@ def test_the_fixture_seeds_users_and_contacts_and_reads_everything_back(
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
     result.assert_outcomes(passed=3)
+
+
+def test_the_readmes_webhook_example_passes_in_a_pytest_of_its_own(
+    pytester: pytest.Pytester,
+) -> None:
+    """A message from a new chat, with the CRM failing twice, creating a contact and a deal."""
+    pytester.makepyfile(test_webhooks=webhook_test_example())
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
+    result.assert_outcomes(passed=1)
+
+
+def test_the_webhook_fixtures_start_each_test_without_an_address_key_or_deliveries(
+    pytester: pytest.Pytester,
+) -> None:
+    """The crm key the first test sets reaches the CRM, and not the next test's: the
+    fixture clears it though the server's reset keeps it."""
+    pytester.makepyfile(
+        test_webhook_fixtures="""
+        import httpx
+
+        KEY = "crm-key-0123456789abcdef"
+
+        def test_the_crm_key_and_every_event_reach_the_crm(crmdeals_server, webhook_receiver):
+            crmdeals_server.set_crm_key(KEY)
+            crmdeals_server.set_webhooks(webhook_receiver.url)
+            [channel] = crmdeals_server.set_channels([{"transport": "telegram"}])
+            headers = {"Authorization": f"Bearer {crmdeals_server.api_key}"}
+            user = {"id": "rep-1", "name": "Anna"}
+            httpx.post(f"{crmdeals_server.url}/v3/users", json=[user], headers=headers)
+            status = crmdeals_server.send_status("read", message_id="m-1")
+            click = crmdeals_server.click_deal_button("rep-1", "telegram", "5551234")
+            assert [ref["kind"] for ref in click["deliveries"]] == ["createContact", "createDeal"]
+            [delivered] = crmdeals_server.wait_for_deliveries(status)
+            [sent] = delivered["body"]["statuses"]
+            assert (sent["messageId"], sent["status"]) == ("m-1", "read")
+            # the CRM answered {} to createContact: not a contact, so no deal is sent
+            contact, deal = crmdeals_server.wait_for_deliveries(click)
+            assert (contact["state"], contact["lastStatus"]) == ("failed", 200)
+            assert (deal["state"], deal["attempts"]) == ("failed", 0)
+            create = webhook_receiver.wait_for(1, kind="createContact")[0].json()
+            assert create["createContact"]["contactData"][0]["chatId"] == "5551234"
+            assert {r.headers["authorization"] for r in webhook_receiver.requests} == {
+                f"Bearer {KEY}"
+            }
+            log = crmdeals_server.deliveries()
+            assert [d["kind"] for d in log] == ["createDeal", "createContact", "statuses", "test"]
+            assert crmdeals_server.delivery(log[1]["id"]) == contact
+            assert (channel["transport"], len(channel["channelId"])) == ("telegram", 36)
+
+        def test_the_next_test_starts_afresh(crmdeals_server, webhook_receiver):
+            assert crmdeals_server.deliveries() == []
+            skipped = crmdeals_server.send_status("read")
+            assert skipped["skipped"] == [{"kind": "statuses", "reason": "subscriptionOff"}]
+            assert webhook_receiver.requests == []
+            crmdeals_server.set_webhooks(webhook_receiver.url)
+            [test_post] = webhook_receiver.requests
+            assert test_post.json() == {"test": True}
+            assert "authorization" not in test_post.headers
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
+    result.assert_outcomes(passed=2)
+
+
+def test_sandbox_server_passes_its_webhook_timings_to_the_server() -> None:
+    """A trigger's ``wait`` returns while a retry is to come; ``wait_for_deliveries`` waits
+    for it. The attempt timed out after ``webhook_timeout_seconds``, and its retry is due
+    ``webhook_retry_seconds`` later (±10%)."""
+    with (
+        SandboxServer(webhook_retry_seconds=2, webhook_timeout_seconds=0.5) as server,
+        WebhookReceiver() as receiver,
+    ):
+        server.set_webhooks(receiver.url)
+        receiver.answer("statuses", delay=1.5, times=1)
+        event = server.send_status("read")
+        [ref] = event["deliveries"]
+        waiting = server.delivery(ref["id"])
+        assert (waiting["state"], waiting["attempts"]) == ("pending", 1)
+        assert waiting["lastError"] == "timed out after 0.5 s"
+        retry_in = at(waiting["nextAttemptAt"]) - at(waiting["lastAttemptAt"])
+        assert 1.8 <= retry_in.total_seconds() <= 2.2
+        [delivered] = server.wait_for_deliveries(event, timeout=10)
+        assert (delivered["state"], delivered["attempts"], delivered["lastError"]) == (
+            "delivered",
+            2,
+            None,
+        )
+        assert [request.kind for request in receiver.wait_for(2, kind="statuses")] == [
+            "statuses",
+            "statuses",
+        ]
+
+
+def at(platform_time: str) -> datetime:
+    return datetime.fromisoformat(platform_time)

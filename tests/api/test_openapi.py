@@ -36,6 +36,8 @@ ROUTES = {
     ("get", "/v3/webhooks"): {"200", "401", "429", "503"},
     ("get", "/v3/channels"): {"200", "401", "429", "503"},
     ("get", "/crmdeals/drift"): {"200", "400", "401", "429", "503"},
+    ("get", "/crmdeals/deliveries"): {"200", "400", "401", "429", "503"},
+    ("get", "/crmdeals/deliveries/{delivery_id}"): {"200", "401", "404", "429", "503"},
     # The deal whose id is "bulk_delete": OpenAPI matches this concrete path before the template.
     ("get", "/v3/deals/bulk_delete"): {"200", "401", "404", "429", "503"},
     ("delete", "/v3/deals/bulk_delete"): {"200", "401", "404", "429", "503"},

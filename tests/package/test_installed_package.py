@@ -27,7 +27,7 @@ import pytest
 from crmdeals import __version__
 from crmdeals.testing import answers_healthz, free_port
 from tests import services
-from tests.readme import integration_test_example
+from tests.readme import integration_test_example, webhook_test_example
 
 pytestmark = pytest.mark.e2e
 
@@ -249,6 +249,7 @@ def test_an_integrators_suite_passes_with_the_fixture(installed: Installed, tmp_
     for test_file in INTEGRATOR_SUITE.glob("test_*.py"):
         (suite / test_file.name).write_text(test_file.read_text())
     (suite / "test_readme_example.py").write_text(integration_test_example())
+    (suite / "test_readme_webhook_example.py").write_text(webhook_test_example())
     result = subprocess.run(
         [installed.command("pytest"), "-q", "-p", "no:cacheprovider"],
         cwd=suite,
@@ -259,4 +260,4 @@ def test_an_integrators_suite_passes_with_the_fixture(installed: Installed, tmp_
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed" in result.stdout
+    assert "5 passed" in result.stdout

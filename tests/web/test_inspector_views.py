@@ -24,7 +24,13 @@ from tests.web.test_pages import CSP, panel_url, signed_in
 
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)> & \"'"
 ESCAPED = str(markupsafe.escape(HOSTILE))  # as the templates escape it
-VIEWS = ("/inspect/users", "/inspect/contacts", "/inspect/pipelines", "/inspect/drift")
+VIEWS = (
+    "/inspect/users",
+    "/inspect/contacts",
+    "/inspect/pipelines",
+    "/inspect/drift",
+    "/inspect/deliveries",
+)
 DETAILS = ("/inspect/user?id=x", "/inspect/contact?id=x", "/inspect/pipeline?id=x")
 
 

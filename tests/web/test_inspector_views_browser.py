@@ -60,6 +60,7 @@ VIEWS = {
     "Contacts": "/inspect/contacts",
     "Pipelines": "/inspect/pipelines",
     "Drift": "/inspect/drift",
+    "Deliveries": "/inspect/deliveries",
 }
 
 
@@ -221,6 +222,7 @@ def test_hostile_names_run_nothing(site: Site, page: Page, dialogs: list[str]) -
         "/inspect/pipelines",
         "/inspect/pipeline?id=sales",
         "/inspect/drift",
+        "/inspect/deliveries",
     ],
 )
 @pytest.mark.parametrize("width", [320, 1280])

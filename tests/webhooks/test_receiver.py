@@ -80,6 +80,29 @@ def test_a_204_answer_has_no_body(receiver: WebhookReceiver) -> None:
     assert (answer.status_code, answer.content) == (204, b"")
 
 
+def test_an_answer_can_be_computed_from_the_request(receiver: WebhookReceiver) -> None:
+    answered: list[ReceivedRequest] = []
+
+    def contact_for(request: ReceivedRequest) -> dict[str, str]:
+        answered.append(request)
+        return {"id": "c-" + request.json()["createContact"]["chatId"]}
+
+    def broken(request: ReceivedRequest) -> object:
+        raise KeyError("chatId")
+
+    receiver.answer("createContact", json=contact_for, status=201, delay=0.05)
+    receiver.answer("createDeal", json=broken)
+    answer = post(receiver, {"createContact": {"chatId": "7901"}}, **{"X-Crmdeals-Delivery": "3"})
+    assert (answer.status_code, answer.json()) == (201, {"id": "c-7901"})
+    assert answer.headers["content-type"] == "application/json"
+    assert post(receiver, {"createContact": {"chatId": "7902"}}).json() == {"id": "c-7902"}
+    assert [request.headers.get("x-crmdeals-delivery") for request in answered] == ["3", None]
+    failed = post(receiver, {"createDeal": {}})  # a function that raises: a 500 naming it
+    assert failed.status_code == 500
+    assert "KeyError('chatId')" in failed.json()["error"]
+    assert post(receiver, {"messages": []}).json() == {}
+
+
 def test_an_answer_takes_json_or_a_body_not_both(receiver: WebhookReceiver) -> None:
     with pytest.raises(ValueError, match="not both"):
         receiver.answer(json={}, body=b"{}")

@@ -211,17 +211,38 @@ _COMPONENTS |= _USER_COMPONENTS | {"UserBatch": _USER_BATCH, "UserIdBatch": _USE
 USER_BATCH = {"$ref": _REF.format(name="UserBatch")}
 USER_ID_BATCH = {"$ref": _REF.format(name="UserIdBatch")}
 
-# -- webhooks: the delivery log and the sandbox's triggers
-_WEBHOOK_SCHEMAS, _WEBHOOK_COMPONENTS = msgspec.json.schema_components(
-    [DeliveriesPage, Delivery, EventAnswer, MessageTrigger, StatusTrigger, DealButtonTrigger],
-    ref_template=_REF,
+# -- webhooks: the delivery log, and the sandbox's triggers (in the document only in
+# sandbox mode, as the sandbox's other answers)
+_LOG_SCHEMAS, _LOG_COMPONENTS = msgspec.json.schema_components(
+    [DeliveriesPage, Delivery], ref_template=_REF
 )
-DELIVERIES_PAGE, DELIVERY, EVENT_ANSWER, MESSAGE_TRIGGER, STATUS_TRIGGER, DEAL_BUTTON_TRIGGER = (
-    _WEBHOOK_SCHEMAS
+DELIVERIES_PAGE, DELIVERY = _LOG_SCHEMAS
+_COMPONENTS |= _LOG_COMPONENTS
+_TRIGGER_SCHEMAS, _TRIGGER_COMPONENTS = msgspec.json.schema_components(
+    [EventAnswer, MessageTrigger, StatusTrigger, DealButtonTrigger], ref_template=_REF
 )
+EVENT_ANSWER, MESSAGE_TRIGGER, STATUS_TRIGGER, DEAL_BUTTON_TRIGGER = _TRIGGER_SCHEMAS
 for _sent_by_clients in ("MessageTrigger", "StatusTrigger", "DealButtonTrigger", "StatusError"):
-    _add_client_rules(_WEBHOOK_COMPONENTS[_sent_by_clients])
-_COMPONENTS |= _WEBHOOK_COMPONENTS
+    _add_client_rules(_TRIGGER_COMPONENTS[_sent_by_clients])
+# The rules between fields, which the types cannot say: a message has a text or a file; a
+# status's `error` comes with status `error` and only with it.
+_TRIGGER_COMPONENTS["MessageTrigger"]["anyOf"] = [
+    {"required": [field], "properties": {field: {"type": "string"}}}
+    for field in ("text", "contentUri")
+]
+_TRIGGER_COMPONENTS["StatusTrigger"]["anyOf"] = [
+    {
+        "required": ["status", "error"],
+        "properties": {"status": {"const": "error"}, "error": {"type": "object"}},
+    },
+    {
+        "properties": {
+            "status": {"enum": ["sent", "delivered", "read", "edited"]},
+            "error": {"type": "null"},
+        }
+    },
+]
+_SANDBOX_COMPONENTS |= _TRIGGER_COMPONENTS
 
 # -- the chat window: components of their own, merged into the document's
 _CHAT_WINDOW_SCHEMAS, _CHAT_WINDOW_COMPONENTS = msgspec.json.schema_components(
@@ -236,6 +257,14 @@ for _sent_by_clients in (
     "OptionsInput",
 ):
     _add_client_rules(_CHAT_WINDOW_COMPONENTS[_sent_by_clients])
+# `filter` is required with scope `card` (and read only then), which its type cannot say.
+_CHAT_WINDOW_COMPONENTS["ChatWindowRequest"]["anyOf"] = [
+    {
+        "required": ["scope", "filter"],
+        "properties": {"scope": {"const": "card"}, "filter": {"type": "array"}},
+    },
+    {"properties": {"scope": {"const": "global"}}},
+]
 _COMPONENTS |= _CHAT_WINDOW_COMPONENTS
 
 # -- webhook settings and channels; the crm key and the channels' body are the sandbox's

@@ -10,10 +10,13 @@ use it::
     with WebhookReceiver() as receiver:
         receiver.fail(2)                                  # 500 twice, then 200 {}
         receiver.answer("createContact", json={"id": "c1"})
+        receiver.answer("createDeal", json=lambda request: deal_for(request.json()))
         point_the_account_at(receiver.url)
         [request] = receiver.wait_for(1, kind="createContact")
         assert request.headers["authorization"] == "Bearer my-crm-key"
 
+An answer's ``json`` may be a function of the request (a ``ReceivedRequest``), called
+when the request is answered: a CRM that answers with ids derived from what it was sent.
 It answers every method on every path. Each request is answered on a connection of its own
 (HTTP/1.0), so ``refuse_connections()`` takes effect at the very next request, and a slow
 answer (``delay``) holds only its own thread.
@@ -22,12 +25,13 @@ answer (``delay``) holds only its own thread.
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
 
-__all__ = ["DELIVERY_HEADER", "ReceivedRequest", "WebhookReceiver"]
+__all__ = ["DELIVERY_HEADER", "AnswerJson", "ReceivedRequest", "WebhookReceiver"]
 
 DELIVERY_HEADER = "x-crmdeals-delivery"
 """The header naming the delivery a request is an attempt of."""
@@ -63,11 +67,16 @@ class ReceivedRequest:
         return None
 
 
+AnswerJson = Callable[[ReceivedRequest], Any]
+"""An answer's JSON computed from the request it answers (``WebhookReceiver.answer``)."""
+
+
 @dataclass
 class _Rule:
     kind: str | None
     status: int
-    body: bytes
+    body: bytes | AnswerJson
+    """The body, or the function of the request whose value is sent as JSON."""
     headers: dict[str, str]
     delay: float
     times: int | None
@@ -159,7 +168,7 @@ class WebhookReceiver:
         kind: str | None = None,
         *,
         status: int = 200,
-        json: Any = None,
+        json: Any | AnswerJson = None,
         body: bytes | None = None,
         delay: float = 0,
         times: int | None = None,
@@ -168,14 +177,24 @@ class WebhookReceiver:
         """Answer requests of ``kind`` (any when ``None``) with ``status`` and ``json`` (or
         the raw ``body``; ``{}`` when neither), after ``delay`` seconds, ``times`` times (all
         of them when ``None``). Rules apply in the order added: the first that matches and
-        has times left answers."""
+        has times left answers.
+
+        ``json`` may be a callable (``AnswerJson``): it is called with the request, in the
+        request's own thread, after ``delay`` and just before the answer is written, and
+        what it returns is sent as JSON; if it raises, the answer is a 500 naming the
+        error."""
         if json is not None and body is not None:
             raise ValueError("answer with json or with body, not both")
         answer_headers = {"Content-Type": "application/json"} if body is None else {}
         answer_headers |= headers or {}
-        if body is None:
-            body = b"{}" if json is None else _dumps(json)
-        rule = _Rule(kind, status, body, answer_headers, delay, times)
+        answer: bytes | AnswerJson
+        if body is not None:
+            answer = body
+        elif callable(json):
+            answer = json
+        else:
+            answer = b"{}" if json is None else _dumps(json)
+        rule = _Rule(kind, status, answer, answer_headers, delay, times)
         with self._state.lock:
             self._state.rules.append(rule)
 
@@ -265,7 +284,7 @@ class _Handler(BaseHTTPRequestHandler):
                 state.in_flight_max[delivery] = most
             state.arrived.notify_all()
         try:
-            self._answer(rule)
+            self._answer(rule, received)
         finally:
             if delivery is not None:
                 with state.lock:
@@ -273,11 +292,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_any
 
-    def _answer(self, rule: _Rule) -> None:
+    def _answer(self, rule: _Rule, received: ReceivedRequest) -> None:
         time.sleep(rule.delay)
-        body = b"" if rule.status in NO_BODY_STATUSES else rule.body
+        status, body = rule.status, rule.body
+        if callable(body):
+            try:
+                body = _dumps(body(received))
+            except Exception as error:  # the test reads it in the answer
+                status, body = 500, _dumps({"error": f"the answer's function raised {error!r}"})
+        if status in NO_BODY_STATUSES:
+            body = b""
         try:
-            self.send_response(rule.status)
+            self.send_response(status)
             for name, value in rule.headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))

@@ -1,7 +1,8 @@
 """``/inspect``: an integrator signs in with an API key and reads the account's data as the
 API stores it: the deals (a table of 100 a page, with filters and search, and each deal's
-JSON), the users, the contacts (with their chats), the pipelines (with their stages), and
-the drift report (what the deals and contacts name that the account lacks). Read-only.
+JSON), the users, the contacts (with their chats), the pipelines (with their stages), the
+drift report (what the deals and contacts name that the account lacks), and the webhook
+delivery log (each delivery's state and the body it sends). Read-only.
 
 Where a page names users or contacts by id (a deal's responsible user, its contacts), it
 shows their names, asked for once per page (``Store.names``), and the id itself for one the
@@ -42,6 +43,8 @@ SESSION_SECONDS = 8 * 3600
 PURPOSE = "inspector-session"
 _MAX_FORM_BYTES = 4096
 _MAX_PAGE = 10**9
+_MAX_DELIVERY_ID_DIGITS = 18
+"""A delivery's id is a BIGINT: longer numbers name none (as ``/crmdeals/deliveries/{id}``)."""
 _STATUSES = {"": None, "open": False, "closed": True}
 
 router = APIRouter(prefix="/inspect", route_class=PageRoute)
@@ -323,6 +326,55 @@ async def drift_table(request: Request, account: SignedInAccount, store: StoreDe
         query=query,
         problems=problems,
         page=page,
+    )
+
+
+@router.get("/deliveries")
+async def deliveries_table(request: Request, account: SignedInAccount, store: StoreDep) -> Response:
+    """``GET /crmdeals/deliveries``'s log (CRM section 6), 100 a page, newest first: what
+    was sent to the CRM or is to be, and how each delivery went."""
+    if account is None:
+        return _sign_in_page(request)
+    query, problems = _list_query(request, "/inspect/deliveries")
+    page = None
+    if not problems:
+        page = await store.list_deliveries(
+            account_id=account.id, offset=(query.page - 1) * PAGE_SIZE, limit=PAGE_SIZE
+        )
+    return _page(
+        "inspect_deliveries.html",
+        account,
+        "deliveries",
+        status=400 if problems else 200,
+        query=query,
+        problems=problems,
+        page=page,
+    )
+
+
+@router.get("/delivery")
+async def delivery_detail(request: Request, account: SignedInAccount, store: StoreDep) -> Response:
+    """One delivery: its fields, and the body it sends, indented to be read (the body goes
+    out on one line, as the JSON of the page's last section shows it)."""
+    if account is None:
+        return _sign_in_page(request)
+    delivery_id = request.query_params.get("id", "")
+    delivery = None
+    if (
+        delivery_id.isascii()
+        and delivery_id.isdigit()
+        and len(delivery_id) <= _MAX_DELIVERY_ID_DIGITS
+    ):
+        delivery = await store.get_delivery(account_id=account.id, delivery_id=int(delivery_id))
+    return _page(
+        "inspect_delivery.html",
+        account,
+        "deliveries",
+        status=200 if delivery else 404,
+        delivery=delivery,
+        delivery_id=delivery_id,
+        body=msgspec.json.format(delivery.body, indent=2).decode() if delivery else None,
+        json=_encode(delivery).decode() if delivery else None,
     )
 
 
