@@ -92,9 +92,7 @@ def upgrade() -> None:
         "chat_windows",
         sa.Column("id", sa.String(32), primary_key=True),
         _account_column(),
-        sa.Column(
-            "request", sa.Text, nullable=False, comment="the POST /v3/iframe body, as JSON"
-        ),
+        sa.Column("request", sa.Text, nullable=False, comment="the POST /v3/iframe body, as JSON"),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     )
