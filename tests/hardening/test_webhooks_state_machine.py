@@ -35,7 +35,7 @@ STATES = ["active", "disabled", "qr"]
 BAD_URIS = [None, "", "crm.example.com/hook", "ftp://x.example/", "http://", 7, "h" * 201]
 
 switches = st.dictionaries(st.sampled_from(SWITCHES), st.booleans())
-bad_switches = st.dictionaries(
+bad_switches: st.SearchStrategy[dict[str, Any]] = st.dictionaries(
     st.sampled_from(SWITCHES), st.sampled_from(["true", 1, None, [], {}]), min_size=1
 )
 channels = st.lists(
