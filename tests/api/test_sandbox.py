@@ -25,6 +25,7 @@ from crmdeals.sandbox import (
 )
 from crmdeals.settings import Settings
 from crmdeals.storage import Store
+from crmdeals.testing.receiver import WebhookReceiver
 from crmdeals.users.schemas import User
 from crmdeals.users.validation import check_user
 from tests.api.test_errors import assert_envelope
@@ -70,13 +71,18 @@ FAULTABLE = [
     ("PATCH", "/v3/webhooks", "/v3/webhooks"),
     ("GET", "/v3/webhooks", "/v3/webhooks"),
     ("GET", "/v3/channels", "/v3/channels"),
+    ("POST", "/v3/iframe", "/v3/iframe"),
 ]
 """Every API operation: method, route template (as OpenAPI and the logs name it), a path."""
 
 
-def _body_for(method: str, path: str) -> Any:
+def _body_for(method: str, path: str, hook: str = "") -> Any:
     """A valid body for an API request (deals for an upload, ids for a bulk delete, a user
-    and a contact for a panel link)."""
+    and a contact for a panel link, ``hook`` (a receiver's URL) as the webhook address)."""
+    if (method, path) == ("PATCH", "/v3/webhooks"):
+        return {"webhooksUri": hook}
+    if path == "/v3/iframe":
+        return {"user": {"id": "1"}, "scope": "global"}
     if path == "/v3/panel/links":
         return {"userId": "u", "contactId": "c"}
     if (method, path) == ("POST", "/v3/contacts"):
@@ -576,8 +582,9 @@ def test_an_upload_fault_answers_its_status_stores_nothing_and_spares_other_rout
 
 @pytest.mark.parametrize(("method", "template", "path"), FAULTABLE)
 def test_a_fault_without_a_route_hits_the_next_request_to_any_api_route(
-    a: TestClient, method: str, template: str, path: str
+    a: TestClient, webhook_receiver: WebhookReceiver, method: str, template: str, path: str
 ) -> None:
+    hook = webhook_receiver.url
     a.post("/v3/deals", json=[make_deal("1")])
     a.post("/v3/users", json=[{"id": "1", "name": "User 1"}])
     a.post("/v3/contacts", json=_body_for("POST", "/v3/contacts"))
@@ -590,7 +597,7 @@ def test_a_fault_without_a_route_hits_the_next_request_to_any_api_route(
     [_, entry] = logged(a, limit=2)
     assert summary([entry]) == [(method, path, 429, None, "TOO_MANY_REQUESTS")]
     # Spent: the same request now does what it does.
-    assert a.request(method, path, json=_body_for(method, path)).status_code == 200
+    assert a.request(method, path, json=_body_for(method, path, hook)).status_code == 200
 
 
 def test_the_api_routes_are_the_ones_faults_can_name(nobody: TestClient) -> None:

@@ -9,10 +9,12 @@ from msgspec import Meta
 
 from crmdeals.contacts.schemas import ChatType
 from crmdeals.fields import IdInput, Name, Uri
-from crmdeals.limits import MAX_NAME_LENGTH
+from crmdeals.limits import MAX_ID_LENGTH, MAX_NAME_LENGTH
 
 MAX_TEXT_LENGTH = 4096
 """The longest text of a simulated message (a messenger's own limit is about this)."""
+ChannelIdText = Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+"""A channel's id as a trigger names it (the channels' own are UUIDs; any other finds none)."""
 
 Transport = Literal[
     "whatsapp", "wapi", "instagram", "tgapi", "telegram", "vk", "avito", "max", "maxbot", "viber"
@@ -147,7 +149,7 @@ class MessageTrigger(msgspec.Struct):
     text: Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_LENGTH)] | None = None
     contentUri: Uri | None = None
     name: Name | None = None
-    channelId: str | None = None
+    channelId: ChannelIdText | None = None
     userId: IdInput | None = None
     wait: bool = False
 
@@ -166,7 +168,7 @@ class StatusTrigger(msgspec.Struct):
     """``POST /sandbox/statuses``: an outgoing message changes status."""
 
     status: MessageStatus
-    messageId: str | None = None
+    messageId: Annotated[str, Meta(min_length=1, max_length=MAX_ID_LENGTH)] | None = None
     error: StatusError | None = None
     wait: bool = False
 
@@ -178,7 +180,7 @@ class DealButtonTrigger(msgspec.Struct):
     chatType: ChatType
     chatId: IdInput
     name: Name | None = None
-    channelId: str | None = None
+    channelId: ChannelIdText | None = None
     wait: bool = False
 
 

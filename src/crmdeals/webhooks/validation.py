@@ -77,7 +77,8 @@ class ChannelInput(msgspec.Struct):
     channelId: uuid.UUID | None = None
     """Any version, in canonical form or as 32 hex digits; a new uuid4 when absent."""
     plainId: PlainId | None = None
-    state: ChannelState = "active"
+    state: ChannelState | None = None
+    """``active`` when absent."""
     name: ChannelName | None = None
 
 
@@ -222,6 +223,6 @@ def _channel(sent: ChannelInput) -> Channel:
         channelId=str(channel_id),
         transport=sent.transport,
         plainId=sent.plainId,
-        state=sent.state,
+        state=sent.state or "active",
         name=sent.name,
     )

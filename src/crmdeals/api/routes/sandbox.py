@@ -10,7 +10,7 @@ from crmdeals.api import openapi
 from crmdeals.api.body import parse_json, read_body
 from crmdeals.api.deps import AccountDep, SandboxDep, SettingsDep, StoreDep
 from crmdeals.api.resource import empty_response, json_response
-from crmdeals.api.routes import contacts, deals, panel, pipelines, users, webhooks
+from crmdeals.api.routes import contacts, deals, iframe, panel, pipelines, users, webhooks
 from crmdeals.errors import InvalidRequest
 from crmdeals.limits import MAX_ENTITIES
 from crmdeals.sandbox import (
@@ -40,6 +40,7 @@ def faultable_operations() -> set[str]:
             panel.router,
             pipelines.router,
             webhooks.router,
+            iframe.router,
         )
         for route in api_router.routes
         if isinstance(route, APIRoute)
