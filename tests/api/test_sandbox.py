@@ -76,31 +76,30 @@ FAULTABLE = [
 """Every API operation: method, route template (as OpenAPI and the logs name it), a path."""
 
 
+BODIES: dict[tuple[str, str], Any] = {
+    ("POST", "/v3/iframe"): {"user": {"id": "1"}, "scope": "global"},
+    ("POST", "/v3/panel/links"): {"userId": "u", "contactId": "c"},
+    ("POST", "/v3/contacts"): [
+        {
+            "id": "1",
+            "responsibleUserId": "u",
+            "name": "n",
+            "contactData": [{"chatType": "vk", "chatId": "v"}],
+        }
+    ],
+    ("POST", "/v3/pipelines"): [{"id": "p1", "name": "Sales"}],
+}
+"""The bodies of the routes that take neither deals nor ids."""
+
+
 def _body_for(method: str, path: str, hook: str = "") -> Any:
     """A valid body for an API request (deals for an upload, ids for a bulk delete, a user
     and a contact for a panel link, ``hook`` (a receiver's URL) as the webhook address)."""
     if (method, path) == ("PATCH", "/v3/webhooks"):
         return {"webhooksUri": hook}
-    if path == "/v3/iframe":
-        return {"user": {"id": "1"}, "scope": "global"}
-    if path == "/v3/panel/links":
-        return {"userId": "u", "contactId": "c"}
-    if (method, path) == ("POST", "/v3/contacts"):
-        return [
-            {
-                "id": "1",
-                "responsibleUserId": "u",
-                "name": "n",
-                "contactData": [{"chatType": "vk", "chatId": "v"}],
-            }
-        ]
-    if path == "/v3/pipelines":
-        return [{"id": "p1", "name": "Sales"}]
-    if method == "POST":
-        return [make_deal("1")]
-    if method == "PATCH":
-        return ["1"]
-    return None
+    if (method, path) in BODIES:
+        return BODIES[method, path]
+    return {"POST": [make_deal("1")], "PATCH": ["1"]}.get(method)
 
 
 # -- fixtures: an app with the sandbox on, its clients ---------------------------------------
