@@ -18,7 +18,7 @@ from crmdeals.settings import Settings
 from crmdeals.storage import Store
 from crmdeals.testing.receiver import WebhookReceiver
 from tests.api.test_errors import assert_envelope
-from tests.conftest import KEY_A, KEY_B, client_of
+from tests.conftest import KEY_A
 
 CRM_KEY = "Crm-Key_0123456789~!#$%&'()*+,./:;<=>?@[]^`{|}"
 INVALID_KEYS = [
@@ -32,28 +32,6 @@ INVALID_KEYS = [
     "del\u007finside0123456789",
     "",
 ]
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def sandboxed(settings: Settings, store: Store) -> Iterator[TestClient]:
-    with TestClient(create_app(settings.model_copy(update={"sandbox": True}))) as nobody:
-        yield nobody
-
-
-@pytest.fixture
-def a(sandboxed: TestClient) -> Iterator[TestClient]:
-    yield from client_of(sandboxed, KEY_A)
-
-
-@pytest.fixture
-def b(sandboxed: TestClient) -> Iterator[TestClient]:
-    yield from client_of(sandboxed, KEY_B)
 
 
 def put_key(client: TestClient, crm_key: str | None) -> None:

@@ -28,12 +28,6 @@ CRM_KEY = "crm-key-0123456789abcdef"
 
 
 @pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
 def served(settings: Settings, store: Store) -> Iterator[TestClient]:
     quick = settings.model_copy(
         update={

@@ -25,12 +25,6 @@ CRM_KEY = "crm-key-of-account-a-0123456789"
 
 
 @pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
 def private(settings: Settings, store: Store) -> Iterator[TestClient]:
     """A client without a key of an app that may send webhooks to 127.0.0.1, the
     receiver's address (``CRMDEALS_WEBHOOKS_ALLOW_PRIVATE=1``), not in sandbox mode."""
