@@ -16,6 +16,7 @@ its TLS server name and the name its certificate is checked against; pooled conn
 kept per host name, never shared by two names that happen to resolve alike.
 """
 
+import functools
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -89,6 +90,14 @@ class Attempt:
         return self.error is None and self.status is not None and 200 <= self.status < 300
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """The certificate checks of every sender of the process, made once: loading the
+    trusted certificates takes tens of milliseconds. ``httpx``'s, so an operator's
+    ``SSL_CERT_FILE`` is honoured."""
+    return httpx.create_ssl_context()
+
+
 class Sender:
     """Makes delivery attempts through one pool of connections; ``aclose()`` it at the end.
 
@@ -99,7 +108,7 @@ class Sender:
     def __init__(self, *, allow_private: bool, timeout: float) -> None:
         self.timeout = timeout
         pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),  # an operator's SSL_CERT_FILE is honoured
+            ssl_context=_ssl_context(),
             max_connections=CONNECTIONS,
             network_backend=CheckedBackend(allow_private=allow_private),
         )
