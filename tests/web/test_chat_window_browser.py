@@ -15,7 +15,8 @@ from playwright.sync_api import Browser, BrowserContext, Page, Route
 from crmdeals.accounts import hash_key
 from crmdeals.storage import Store, connect, upgrade
 from crmdeals.testing import free_port
-from crmdeals.web.chat import CANNOT_CREATE
+from crmdeals.testing.receiver import WebhookReceiver
+from crmdeals.web.chat import CANNOT_CREATE, SENT
 from tests.e2e.server import ServerProcess
 from tests.factories import make_contact, make_deal, make_user
 from tests.web.conftest import KEYS, SECRET, Site, screenshot
@@ -92,6 +93,7 @@ def site(browser: Browser, parent: str, tmp_path_factory: pytest.TempPathFactory
         "CRMDEALS_SECRET_KEY": SECRET,
         "CRMDEALS_RATE_LIMIT": "off",
         "CRMDEALS_PANEL_FRAME_ANCESTORS": parent_origin,
+        "CRMDEALS_WEBHOOKS_ALLOW_PRIVATE": "1",  # the CRM's webhook receiver is on 127.0.0.1
     }
     with ServerProcess(
         directory, database_url=database_url, key=KEYS["a"], env=environment
@@ -338,3 +340,59 @@ def test_a_frame_from_elsewhere_is_refused(site: Site, page: Page) -> None:
     (framed,) = page.main_frame.child_frames
     assert framed.url.startswith("chrome-error://"), framed.url  # blocked by frame-ancestors
     assert page.frame_locator("#chat").locator(".chat-link").count() == 0
+
+
+def test_plus_sends_the_crm_a_contact_then_a_deal_to_create(site: Site, page: Page) -> None:
+    """Without ``useDealsEvents``, "+" makes the webhooks: ``createContact`` for a chat no
+    contact holds, then ``createDeal`` carrying the contact the CRM answered with (account
+    ``b``, whose "+" the other tests leave disabled)."""
+    new_chat = {"chatType": "whatsapp", "chatId": "79001000099"}
+    contact = make_contact(
+        "c-new", responsibleUserId="rep-9", name="Newcomer", contactData=[new_chat]
+    )
+    deal = make_deal("d-new", responsibleUserId="rep-9", name="Newcomer's deal", contacts=["c-new"])
+    with WebhookReceiver() as receiver, site.api("b") as client:
+        receiver.answer("createContact", json=contact)
+        receiver.answer("createDeal", json=deal)
+        assert client.post("/v3/users", json=[make_user("rep-9", name="Rita")]).status_code == 200
+        switches = {"contactsAndDealsCreation": True}
+        hooked = client.patch(
+            "/v3/webhooks", json={"webhooksUri": receiver.url, "subscriptions": switches}
+        )
+        assert hooked.status_code == 200, hooked.text
+        response = client.post(
+            "/v3/iframe",
+            json={
+                "user": {"id": "rep-9"},
+                "scope": "card",
+                "filter": [{**new_chat, "name": "Newcomer"}],
+            },
+        )
+        page.goto(response.json()["url"])
+        page.locator(".deals-dropdown summary").click()
+        assert shown(page) == []
+        page.locator("form.deal-create-form button.deal-create").click()
+        page.get_by_text(SENT).wait_for()
+        [create_deal] = receiver.wait_for(1, kind="createDeal", timeout=20)
+        assert [request.kind for request in receiver.requests] == [
+            "test",
+            "createContact",
+            "createDeal",
+        ]
+        [create_contact] = receiver.wait_for(1, kind="createContact")
+        assert create_contact.json()["createContact"] == {
+            "responsibleUserId": "rep-9",
+            "name": "Newcomer",
+            "contactData": [new_chat],
+            "source": "byUser",
+        }
+        assert create_deal.json() == {
+            "createDeal": {"responsibleUserId": "rep-9", "contacts": ["c-new"], "source": "byUser"}
+        }
+        for _ in range(100):  # the deal the CRM answered with is stored once that is recorded
+            if client.get("/v3/deals/d-new").status_code == 200:
+                break
+            page.wait_for_timeout(50)
+        page.reload()
+        page.locator(".deals-dropdown summary").click()
+        assert shown(page) == [("Newcomer's deal", False)]
