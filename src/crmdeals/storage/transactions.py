@@ -83,6 +83,7 @@ class Transactions:
         if self._loop_connection is not None:
             self._loop_connection.close()
             self._loop_connection.engine.dispose()
+            self._loop_connection = None  # a later transaction opens a new one
         self.engine.dispose()
 
     async def run(self, work: Work[T], *, writes: bool = False, short: bool = False) -> T:

@@ -29,6 +29,7 @@ from crmdeals import metrics
 from crmdeals.batch import Problems
 from crmdeals.contacts.validation import check_contact
 from crmdeals.deals.validation import check_deal
+from crmdeals.errors import ServiceUnavailable
 from crmdeals.settings import Settings
 from crmdeals.storage import Store
 from crmdeals.storage.deliveries import ClaimedDelivery, Outcome
@@ -66,6 +67,9 @@ class DeliveryWorker:
         self._settings = settings
         self._woken = anyio.Event()
         self._in_flight = 0
+        self._failing = False
+        """Whether the last claim failed (for something other than an outage): the failure
+        is logged once, not at every poll."""
         self._pending_counted_at = -PENDING_GAUGE_SECONDS
 
     def wake(self) -> None:
@@ -79,9 +83,17 @@ class DeliveryWorker:
                 self._woken = anyio.Event()
                 try:
                     claimed = await self._claim()
+                except ServiceUnavailable:
+                    claimed = []  # the outage is logged once, where transactions run
                 except Exception:
-                    log.exception("could not claim webhook deliveries")
+                    if not self._failing:
+                        log.exception("could not claim webhook deliveries (until it can again)")
+                    self._failing = True
                     claimed = []
+                else:
+                    if self._failing:
+                        log.info("claiming webhook deliveries again")
+                    self._failing = False
                 for delivery in claimed:
                     self._in_flight += 1
                     attempts.start_soon(self._attempt_and_release, delivery)
@@ -112,6 +124,12 @@ class DeliveryWorker:
     async def _attempt_and_release(self, delivery: ClaimedDelivery) -> None:
         try:
             await self.attempt(delivery)
+        except ServiceUnavailable:
+            log.warning(
+                "webhook delivery %s: the attempt could not be recorded (the database is "
+                "unavailable); it is attempted again when its claim runs out",
+                delivery.id,
+            )
         except Exception:
             log.exception("webhook delivery %s: the attempt could not be recorded", delivery.id)
         finally:
