@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import msgspec
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route
 
+from crmdeals import chat_window
 from crmdeals.accounts import hash_key
+from crmdeals.signing import Signer
 from crmdeals.storage import Store, connect, upgrade
 from crmdeals.testing import free_port
 from crmdeals.testing.receiver import WebhookReceiver
@@ -396,3 +399,21 @@ def test_plus_sends_the_crm_a_contact_then_a_deal_to_create(site: Site, page: Pa
         page.reload()
         page.locator(".deals-dropdown summary").click()
         assert shown(page) == [("Newcomer's deal", False)]
+
+
+def test_a_tampered_or_expired_link_shows_the_error_page(site: Site, page: Page) -> None:
+    url = window(site, scope="global")
+    token = url.split("token=")[1]
+    signer = Signer(SECRET)
+    grant = signer.verify(chat_window.PURPOSE, token, chat_window.ChatWindowGrant)
+    assert grant is not None
+    expired = signer.sign(chat_window.PURPOSE, msgspec.structs.replace(grant, expires=1))
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    for link in (tampered, expired, ""):
+        response = page.goto(f"{site.url}/chat?token={link}")
+        assert response is not None
+        assert response.status == 403
+        page.get_by_text("This link does not work").wait_for()
+        assert page.locator(".chat-link").count() == 0
+    page.goto(url)  # the untouched link still works
+    assert page.locator(".chat-link").count() > 0
