@@ -15,10 +15,15 @@ with the status below. Anything else that escapes a route is a bug: the request 
      ├── UserLimitExceeded    400 USER_LIMIT_EXCEEDED
      ├── InvalidJson          400 INVALID_JSON
      ├── InvalidRequest       400 INVALID_REQUEST
+     ├── UriNotValid          400 uriNotValid (a webhook address, or one the policy refuses)
+     ├── TestPostNotPassed    400 testPostNotPassed (the webhook address's test POST)
+     ├── InvalidUser          400 INVALID_USER (the chat window's user)
+     ├── ChannelNotFound      400 CHANNEL_NOT_FOUND (the sandbox's messages)
      ├── Unauthorized         401 UNAUTHORIZED
      ├── DealNotFound         404 DEAL_NOT_FOUND
      ├── UserNotFound         404 USER_NOT_FOUND
      ├── ContactNotFound      404 CONTACT_NOT_FOUND
+     ├── DeliveryNotFound     404 DELIVERY_NOT_FOUND
      ├── NotFound             404 NOT_FOUND
      ├── MethodNotAllowed     405 METHOD_NOT_ALLOWED
      ├── RequestTimeout       408 REQUEST_TIMEOUT (the request head came too slowly)
