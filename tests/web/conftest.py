@@ -7,6 +7,7 @@ listed in the "TESTS NOT RUN" banner, or fail under ``CRMDEALS_TEST_REQUIRE_SERV
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,10 +72,10 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def site(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """One server for the module's tests (each test uses its own users and contacts)."""
-    directory = tmp_path_factory.mktemp("site")
+@contextmanager
+def serving(directory: Path, env: dict[str, str] | None = None) -> Iterator[Site]:
+    """A real server on a new SQLite database in ``directory``, with accounts ``a`` and
+    ``b`` (keys ``KEYS``), signing with ``SECRET``, no rate limit, and ``env`` besides."""
     database_url = f"sqlite:///{directory / 'crmdeals.db'}"
     engine = connect(database_url)
     upgrade(engine)
@@ -85,11 +86,18 @@ def site(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         store.add_key(account_id=account.id, key_hash=hash_key(key), prefix=key[:8])
         account_ids[name] = account.id
     engine.dispose()
-    environment = {"CRMDEALS_SECRET_KEY": SECRET, "CRMDEALS_RATE_LIMIT": "off"}
+    environment = {"CRMDEALS_SECRET_KEY": SECRET, "CRMDEALS_RATE_LIMIT": "off", **(env or {})}
     with ServerProcess(
         directory, database_url=database_url, key=KEYS["a"], env=environment
     ) as server:
         yield Site(server, account_ids)
+
+
+@pytest.fixture(scope="module")
+def site(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """One server for the module's tests (each test uses its own users and contacts)."""
+    with serving(tmp_path_factory.mktemp("site")) as served:
+        yield served
 
 
 @pytest.fixture

@@ -14,15 +14,12 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Route
 
 from crmdeals import chat_window
-from crmdeals.accounts import hash_key
 from crmdeals.signing import Signer
-from crmdeals.storage import Store, connect, upgrade
 from crmdeals.testing import free_port
 from crmdeals.testing.receiver import WebhookReceiver
 from crmdeals.web.chat import CANNOT_CREATE, SENT
-from tests.e2e.server import ServerProcess
 from tests.factories import make_contact, make_deal, make_user
-from tests.web.conftest import KEYS, SECRET, Site, screenshot
+from tests.web.conftest import SECRET, Site, screenshot, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -80,28 +77,12 @@ def parent() -> Iterator[str]:
 def site(browser: Browser, parent: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """A server that the CRM's page may frame (``CRMDEALS_PANEL_FRAME_ANCESTORS``), with
     accounts ``a`` (rep-1's deals with a WhatsApp chat, among decoys) and ``b``."""
-    directory = tmp_path_factory.mktemp("chat-site")
-    database_url = f"sqlite:///{directory / 'crmdeals.db'}"
-    engine = connect(database_url)
-    upgrade(engine)
-    store = Store(engine)
-    account_ids = {}
-    for name, key in KEYS.items():
-        account = store.create_account(name)
-        store.add_key(account_id=account.id, key_hash=hash_key(key), prefix=key[:8])
-        account_ids[name] = account.id
-    engine.dispose()
     parent_origin = "http://" + urlsplit(parent).netloc
     environment = {
-        "CRMDEALS_SECRET_KEY": SECRET,
-        "CRMDEALS_RATE_LIMIT": "off",
         "CRMDEALS_PANEL_FRAME_ANCESTORS": parent_origin,
         "CRMDEALS_WEBHOOKS_ALLOW_PRIVATE": "1",  # the CRM's webhook receiver is on 127.0.0.1
     }
-    with ServerProcess(
-        directory, database_url=database_url, key=KEYS["a"], env=environment
-    ) as server:
-        served = Site(server, account_ids)
+    with serving(tmp_path_factory.mktemp("chat-site"), environment) as served:
         _load_crm_data(served)
         yield served
 

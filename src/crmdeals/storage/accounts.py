@@ -13,6 +13,15 @@ from crmdeals.storage.dialects import Dialect
 from crmdeals.storage.tables import accounts, api_keys, inspector_sessions, server_secrets
 from crmdeals.storage.transactions import Work
 
+LOCK_ACCOUNT = (
+    sa.select(accounts.c.id)
+    .where(accounts.c.id == sa.bindparam("account"))
+    .with_for_update(key_share=True)  # FOR NO KEY UPDATE; SQLite has no row locks: nothing
+)
+"""Lock the account's row (``account``), so that the writes of one account that replace a
+whole set (pipelines, channels) take turns. ``FOR NO KEY UPDATE`` leaves alone the
+key-share locks the other tables' foreign keys take, so the account's deals and the rest are
+written meanwhile; on SQLite the write that follows takes the database's one write lock."""
 _KEY_ACCOUNT = sa.select(api_keys.c.account_id).where(
     api_keys.c.key_hash == sa.bindparam("key_hash"), api_keys.c.revoked_at.is_(None)
 )

@@ -18,17 +18,13 @@ from uuid import uuid4
 import msgspec
 import sqlalchemy as sa
 
+from crmdeals.storage.accounts import LOCK_ACCOUNT
 from crmdeals.storage.deliveries import insert_event
-from crmdeals.storage.tables import accounts, channels, webhook_settings
+from crmdeals.storage.tables import channels, webhook_settings
 from crmdeals.storage.transactions import Work
 from crmdeals.webhooks.schemas import Channel, ChannelUpdate, NewDelivery
 
 _ACCOUNT = channels.c.account_id == sa.bindparam("account")
-_LOCK_ACCOUNT = (
-    sa.select(accounts.c.id)
-    .where(accounts.c.id == sa.bindparam("account"))
-    .with_for_update(key_share=True)  # FOR NO KEY UPDATE; SQLite has no row locks: nothing
-)
 _DELETE_ALL = sa.delete(channels).where(_ACCOUNT)
 _DELETE_RETURNING_STATES = _DELETE_ALL.returning(channels.c.channel_id, channels.c.state)
 _INSERT = sa.insert(channels)
@@ -73,7 +69,7 @@ class Channels:
         timestamp = int(now.timestamp() * 1000)
 
         def replace(connection: sa.Connection) -> list[Channel]:
-            connection.execute(_LOCK_ACCOUNT, {"account": account_id})
+            connection.execute(LOCK_ACCOUNT, {"account": account_id})
             deleted = connection.execute(_DELETE_RETURNING_STATES, {"account": account_id})
             stored = {row.channel_id: row.state for row in deleted}
             if rows:

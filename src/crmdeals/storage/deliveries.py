@@ -11,7 +11,7 @@ write lock. A claim lasts longer than an attempt can, so while it lives no other
 attempts the delivery, and a process killed mid-attempt leaves it to the others when it
 runs out. Finishing an attempt checks the claim is still the caller's."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -237,14 +237,10 @@ class Deliveries:
         *,
         now: datetime,
         log_size: int,
-        also: Work[Any] | None = None,
     ) -> Work[list[DeliveryRef]]:
-        """Store an event's deliveries (``insert_event``), after ``also`` in the same
-        transaction (the event's own writes)."""
+        """Store an event's deliveries (``insert_event``)."""
 
         def add_event(connection: sa.Connection) -> list[DeliveryRef]:
-            if also is not None:
-                also(connection)
             return insert_event(connection, account_id, event, new, now=now, log_size=log_size)
 
         return add_event
@@ -351,7 +347,10 @@ class Deliveries:
         return finish
 
     def rewrite_follower(
-        self, connection: sa.Connection, delivery: ClaimedDelivery, rewrite: Any
+        self,
+        connection: sa.Connection,
+        delivery: ClaimedDelivery,
+        rewrite: Callable[[bytes], bytes],
     ) -> None:
         """Give the event's next pending delivery the body ``rewrite(body)`` returns (the
         ``createDeal`` that carries the contact the CRM just created). Part of
@@ -360,7 +359,7 @@ class Deliveries:
             _FOLLOWER, {"event": delivery.event, "position": delivery.position}
         ).first()
         if row is not None:
-            body: bytes = rewrite(row.body.encode())
+            body = rewrite(row.body.encode())
             connection.execute(_SET_BODY, {"delivery": row.id, "body": body.decode()})
 
     def page(self, account_id: int, offset: int, limit: int) -> Work[DeliveriesPage]:

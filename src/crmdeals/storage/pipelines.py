@@ -15,14 +15,10 @@ import msgspec
 import sqlalchemy as sa
 
 from crmdeals.pipelines.schemas import Pipeline, Stage
-from crmdeals.storage.tables import accounts, pipelines
+from crmdeals.storage.accounts import LOCK_ACCOUNT
+from crmdeals.storage.tables import pipelines
 from crmdeals.storage.transactions import Work
 
-_LOCK_ACCOUNT = (
-    sa.select(accounts.c.id)
-    .where(accounts.c.id == sa.bindparam("account"))
-    .with_for_update(key_share=True)  # FOR NO KEY UPDATE; SQLite has no row locks: nothing
-)
 _DELETE_ALL = sa.delete(pipelines).where(pipelines.c.account_id == sa.bindparam("account"))
 _INSERT = sa.insert(pipelines)
 _LIST = (
@@ -53,7 +49,7 @@ class Pipelines:
         ]
 
         def replace(connection: sa.Connection) -> None:
-            connection.execute(_LOCK_ACCOUNT, {"account": account_id})
+            connection.execute(LOCK_ACCOUNT, {"account": account_id})
             connection.execute(_DELETE_ALL, {"account": account_id})
             if rows:
                 connection.execute(_INSERT, rows)

@@ -377,13 +377,10 @@ class Store:
         deliveries: Sequence[NewDelivery],
         now: datetime,
         log_size: int,
-        also: Callable[[sa.Connection], Any] | None = None,
     ) -> list[DeliveryRef]:
-        """Store an event's deliveries in its order, due now, in one transaction with
-        ``also`` (the event's own writes), before anything is sent."""
-        work = self._deliveries.add_event(
-            account_id, event, deliveries, now=now, log_size=log_size, also=also
-        )
+        """Store an event's deliveries in its order, due now, in one transaction, before
+        anything is sent."""
+        work = self._deliveries.add_event(account_id, event, deliveries, now=now, log_size=log_size)
         return await self._transactions.run(work, writes=True, short=True)
 
     async def record_finished_delivery(

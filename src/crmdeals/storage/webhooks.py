@@ -23,10 +23,9 @@ _ACCOUNT = webhook_settings.c.account_id == sa.bindparam("account")
 _READ = sa.select(
     webhook_settings.c.uri,
     *SWITCH_COLUMNS.values(),
-    webhook_settings.c.crm_key.is_not(None).label("has_crm_key"),
 ).where(_ACCOUNT)
 _CRM_KEY = sa.select(webhook_settings.c.crm_key).where(_ACCOUNT)
-_NEVER_SET = WebhookSettings(uri=None, subscriptions=Subscriptions(), has_crm_key=False)
+_NEVER_SET = WebhookSettings(uri=None, subscriptions=Subscriptions())
 _ALL_OFF = {column.name: False for column in SWITCH_COLUMNS.values()}
 _LOCK = (
     sa.select(webhook_settings.c.last_auto_user_id).where(_ACCOUNT).with_for_update()
@@ -116,11 +115,10 @@ class Webhooks:
 
 
 def settings_of(row: sa.Row[Any, *tuple[Any, ...]]) -> WebhookSettings:
-    """The settings of a row read with the switches' columns and ``has_crm_key``."""
+    """The settings of a row read with the address and the switches' columns."""
     mapping = row._mapping
     switches = {name: mapping[column.name] for name, column in SWITCH_COLUMNS.items()}
     return WebhookSettings(
         uri=mapping["uri"],
         subscriptions=Subscriptions(**switches),
-        has_crm_key=bool(mapping["has_crm_key"]),
     )

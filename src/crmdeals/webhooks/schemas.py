@@ -58,12 +58,11 @@ class Subscriptions(msgspec.Struct):
 
 class WebhookSettings(msgspec.Struct):
     """An account's webhook settings as stored (never set: no address, every switch off).
-    ``has_crm_key``: whether deliveries carry ``Authorization: Bearer``; the key itself
-    never leaves the database but in that header."""
+    The crm key is not among them: it never leaves the database but in the
+    ``Authorization`` header of a delivery."""
 
     uri: str | None
     subscriptions: Subscriptions
-    has_crm_key: bool
 
 
 class Channel(msgspec.Struct):
