@@ -72,12 +72,12 @@ def test_healthz_is_unavailable_when_the_database_is_not(
     anonymous: TestClient, settings: Settings, store: Store
 ) -> None:
     store.engine.dispose()
-    # Every connection the app holds (the delivery loop has opened some by now) is closed,
-    # so that the next ones open what is there now.
     app_store: Store = anonymous.app.state.store  # type: ignore[attr-defined]
     assert anonymous.portal is not None
-    anonymous.portal.call(app_store.dispose)
     with database_refusing_connections(settings):
+        # Every connection the app holds (its delivery loop polls the database) is closed
+        # once the database refuses, so that none it opens can still reach the old one.
+        anonymous.portal.call(app_store.dispose)
         assert_envelope(anonymous.get("/healthz"), 503, "SERVICE_UNAVAILABLE")
 
 
