@@ -1,6 +1,6 @@
 """One factory per entity: a valid upload item (a dict, as a client sends it) whose
-``fields`` override or add to its keys; and ``stored_deal``, the stored ``Deal`` of
-``make_deal``'s item, for the storage tests that write structs directly.
+``fields`` override or add to its keys; and ``stored_deal`` and ``stored_contact``, the
+stored structs of those items, for the storage tests that write structs directly.
 
 A test whose assertions depend on a value passes it at the call site, even if it is the
 default; a key a test needs absent is deleted from the item (``del item["uri"]``).
@@ -9,6 +9,9 @@ default; a key a test needs absent is deleted from the item (``del item["uri"]``
 from typing import Any
 from urllib.parse import quote
 
+import msgspec
+
+from crmdeals.contacts.schemas import Contact
 from crmdeals.deals.schemas import Deal
 
 WHATSAPP = {"chatType": "whatsapp", "chatId": "79011112233"}
@@ -49,6 +52,15 @@ def make_contact(contact_id: str | int = "c1", **fields: Any) -> dict[str, Any]:
         "contactData": [WHATSAPP],
         **fields,
     }
+
+
+def stored_contact(contact_id: str = "c1", **fields: Any) -> Contact:
+    """``make_contact``'s item as a stored ``Contact``, written as given (as ``stored_deal``)."""
+    item = make_contact(contact_id, **fields)
+    chats = [
+        {"chatId": None, "username": None, "phone": None} | chat for chat in item["contactData"]
+    ]
+    return msgspec.convert(item | {"contactData": chats}, Contact)
 
 
 def make_pipeline(pipeline_id: Any = "p1", **fields: Any) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from crmdeals.contacts.schemas import Contact, ContactData
 from crmdeals.storage import Store, connect, connect_async, upgrade
 from crmdeals.storage import contacts as contact_statements
 from crmdeals.storage.accounts import _KEY_ACCOUNT
-from crmdeals.storage.deals import _ONE_DEAL, _PAGE, _PAGE_FROM_END
+from crmdeals.storage.deals import _ONE_DEAL
 from crmdeals.storage.dialects import _PostgreSQLListedDelete
 from tests import services
 from tests.factories import stored_deal
@@ -89,7 +89,7 @@ def hot_statements(store: Store, account_id: int, key: str) -> dict[str, Hot]:
     delete_listed = cast(_PostgreSQLListedDelete, deals.delete_listed)
     return {
         "key lookup": Hot(_KEY_ACCOUNT, {"key_hash": hash_key(key)}, {"api_keys": ("key_hash",)}),
-        "count": Hot(deals.count, {"account": account_id}, {}),
+        "count": Hot(deals.pages.count, {"account": account_id}, {}),
         "count take": Hot(deals.take_count, {"account": account_id}, {}),
         "count adjust (upload)": Hot(
             deals.adjust_count, {"account": account_id, "ids": listed, "added": 100}, deal_keys
@@ -123,15 +123,21 @@ def hot_statements(store: Store, account_id: int, key: str) -> dict[str, Hot]:
             {},
         ),
         "page": Hot(
-            _PAGE,
+            deals.pages.from_start,
             {"account": account_id, "size": 100, "skip": IMPORTED // 2},
             {"deals": ("account_id",)},
             after_count=True,
         ),
         "page from the end": Hot(
-            _PAGE_FROM_END,
+            deals.pages.from_end,
             {"account": account_id, "size": 100, "skip": 100},
             {"deals": ("account_id",)},
+            after_count=True,
+        ),
+        "page from a mark": Hot(
+            deals.pages.from_mark,
+            {"account": account_id, "after": listed[0], "size": 100, "skip": 0},
+            deal_keys,
             after_count=True,
         ),
         "one deal": Hot(_ONE_DEAL, {"account": account_id, "deal_id": listed[0]}, deal_keys),
@@ -160,7 +166,7 @@ def contact_hot_statements(store: Store, account_id: int) -> dict[str, Hot]:
     delete_listed = cast(_PostgreSQLListedDelete, contacts.delete_listed)
     chat_index = contacts.chat_index
     return {
-        "contact count": Hot(contacts.count, {"account": account_id}, {}),
+        "contact count": Hot(contacts.pages.count, {"account": account_id}, {}),
         "contact count adjust (upload)": Hot(
             contacts.adjust_count, {"account": account_id, "ids": listed, "added": 100}, keys
         ),
@@ -200,16 +206,23 @@ def contact_hot_statements(store: Store, account_id: int) -> dict[str, Hot]:
             {},
         ),
         "contact page": Hot(
-            contact_statements._PAGE,
+            contacts.pages.from_start,
             {"account": account_id, "size": 100, "skip": IMPORTED // 2},
             {"contacts": ("account_id",)},
             after_count=True,
             count="contact count",
         ),
         "contact page from the end": Hot(
-            contact_statements._PAGE_FROM_END,
+            contacts.pages.from_end,
             {"account": account_id, "size": 100, "skip": 100},
             {"contacts": ("account_id",)},
+            after_count=True,
+            count="contact count",
+        ),
+        "contact page from a mark": Hot(
+            contacts.pages.from_mark,
+            {"account": account_id, "after": listed[0], "size": 100, "skip": 0},
+            keys,
             after_count=True,
             count="contact count",
         ),

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from crmdeals.contacts.schemas import Contact, ContactData, ContactsPage
 from crmdeals.storage.dialects import Dialect
+from crmdeals.storage.pages import AccountPages
 from crmdeals.storage.tables import contact_chats, contact_counts, contacts
 from crmdeals.storage.transactions import Work
 
@@ -26,16 +27,6 @@ _ACCOUNT_CONTACTS = sa.select(*_CONTACT_COLUMNS).where(
     contacts.c.account_id == sa.bindparam("account")
 )
 _ONE_CONTACT = _ACCOUNT_CONTACTS.where(contacts.c.id == sa.bindparam("contact_id"))
-_PAGE = (
-    _ACCOUNT_CONTACTS.order_by(contacts.c.id)
-    .limit(sa.bindparam("size"))
-    .offset(sa.bindparam("skip"))
-)
-_PAGE_FROM_END = (
-    _ACCOUNT_CONTACTS.order_by(contacts.c.id.desc())
-    .limit(sa.bindparam("size"))
-    .offset(sa.bindparam("skip"))
-)
 _CHAT_CONTACTS = (
     sa.select(contact_chats.c.contact_id)
     .where(
@@ -77,16 +68,22 @@ class Contacts:
             .values(account_id=sa.bindparam("account"), contacts=0)
             .on_conflict_do_update(
                 index_elements=[contact_counts.c.account_id],
-                set_={"contacts": contact_counts.c.contacts},
+                set_={
+                    "contacts": contact_counts.c.contacts,
+                    "version": contact_counts.c.version + 1,
+                },
             )
         )
-        """Lock the account's ``contact_counts`` row (making it at 0 when missing): the first
-        statement of every write of contacts, for the reasons ``Deals.take_count`` gives."""
+        """Lock the account's ``contact_counts`` row (making it at 0 when missing) and bump
+        its version: the first statement of every write of contacts, for the reasons
+        ``Deals.take_count`` gives."""
         self.adjust_count = dialect.count_adjustment(contact_counts.c.contacts, contacts.c.id)
-        self.count = dialect.without_sorting(sa.select(contact_counts.c.contacts)).where(
-            contact_counts.c.account_id == sa.bindparam("account")
+        self.pages = AccountPages(
+            dialect,
+            columns=_CONTACT_COLUMNS,
+            count=contact_counts.c.contacts,
+            version=contact_counts.c.version,
         )
-        """The account's count of contacts, the first statement of a page's transaction."""
         self.delete_listed = dialect.listed_delete(
             contact_counts.c.contacts, contacts.c.id, key_parameter="contact_id"
         )
@@ -117,21 +114,10 @@ class Contacts:
 
     def page(self, account_id: int, offset: int, limit: int) -> Work[ContactsPage]:
         """Up to ``limit`` contacts in id order after skipping ``offset``, and the account's
-        count, read as ``Deals.page`` reads deals (a page of the second half from the far
-        end)."""
+        count, read as ``Deals.page`` reads deals."""
 
         def page(connection: sa.Connection) -> ContactsPage:
-            count = connection.scalar(self.count, {"account": account_id}) or 0
-            size = min(limit, count - offset)
-            if size <= 0:
-                return ContactsPage(count=count, data=[])
-            from_end = count - offset - size
-            if from_end < offset:
-                window = {"account": account_id, "size": size, "skip": from_end}
-                rows = connection.execute(_PAGE_FROM_END, window).all()[::-1]
-            else:
-                window = {"account": account_id, "size": size, "skip": offset}
-                rows = connection.execute(_PAGE, window).all()
+            count, rows = self.pages.read(connection, account_id, offset, limit)
             return ContactsPage(count=count, data=[_contact(row) for row in rows])
 
         return page
@@ -205,7 +191,7 @@ def _columns(batch: list[Contact]) -> dict[str, list[Any]]:
     }
 
 
-def _contact(row: sa.Row[Any, Any, Any, Any, Any]) -> Contact:
+def _contact(row: sa.Row[*tuple[Any, ...]]) -> Contact:
     return Contact(
         id=row.id,
         responsibleUserId=row.responsible_user_id,

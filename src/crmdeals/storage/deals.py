@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from crmdeals.deals.schemas import Deal, DealsPage
 from crmdeals.storage.dialects import Dialect
+from crmdeals.storage.pages import AccountPages
 from crmdeals.storage.tables import deal_contacts, deal_counts, deals
 from crmdeals.storage.transactions import Work
 
@@ -27,13 +28,6 @@ _DEAL_COLUMNS = (
 )
 _ACCOUNT_DEALS = sa.select(*_DEAL_COLUMNS).where(deals.c.account_id == sa.bindparam("account"))
 _ONE_DEAL = _ACCOUNT_DEALS.where(deals.c.id == sa.bindparam("deal_id"))
-_PAGE = _ACCOUNT_DEALS.order_by(deals.c.id).limit(sa.bindparam("size")).offset(sa.bindparam("skip"))
-_PAGE_FROM_END = (
-    _ACCOUNT_DEALS.order_by(deals.c.id.desc())
-    .limit(sa.bindparam("size"))
-    .offset(sa.bindparam("skip"))
-)
-"""The statements of the requests that are the same on every dialect."""
 _BATCH_FIELDS = tuple(zip(Deal.__struct_fields__, _DEAL_COLUMNS, strict=True))
 """Each column an upload fills, with the field of ``Deal`` that fills it."""
 _decode_contacts = msgspec.json.Decoder(list[str]).decode
@@ -50,19 +44,19 @@ class Deals:
             .values(account_id=sa.bindparam("account"), deals=0)
             .on_conflict_do_update(
                 index_elements=[deal_counts.c.account_id],
-                set_={"deals": deal_counts.c.deals},
+                set_={"deals": deal_counts.c.deals, "version": deal_counts.c.version + 1},
             )
         )
-        """Lock the account's ``deal_counts`` row (making it at 0 when missing): the first
-        statement of every write of deals. Writes of one account then adjust the count one
-        after the other, each seeing the deals the one before it committed, and every write
-        takes its locks in the same order (count first, then deals), so none can deadlock
-        on another. On SQLite the statement takes the database's write lock."""
+        """Lock the account's ``deal_counts`` row (making it at 0 when missing) and bump its
+        version (``storage.pages``): the first statement of every write of deals. Writes of
+        one account then adjust the count one after the other, each seeing the deals the one
+        before it committed, and every write takes its locks in the same order (count first,
+        then deals), so none can deadlock on another. On SQLite the statement takes the
+        database's write lock."""
         self.adjust_count = dialect.count_adjustment(deal_counts.c.deals, deals.c.id)
-        self.count = dialect.without_sorting(sa.select(deal_counts.c.deals)).where(
-            deal_counts.c.account_id == sa.bindparam("account")
+        self.pages = AccountPages(
+            dialect, columns=_DEAL_COLUMNS, count=deal_counts.c.deals, version=deal_counts.c.version
         )
-        """The account's count of deals, the first statement of a page's transaction."""
         self.delete_listed = dialect.listed_delete(
             deal_counts.c.deals, deals.c.id, key_parameter="deal_id"
         )
@@ -92,26 +86,13 @@ class Deals:
         return upsert
 
     def page(self, account_id: int, offset: int, limit: int) -> Work[DealsPage]:
-        """Up to ``limit`` deals in id order after skipping ``offset``, and the total count.
-
-        The count is the account's ``deal_counts`` row, not a walk of its deals. A page in
-        the second half of the account is read from the far end (descending ids, then
-        reversed), so the deepest page skips as few rows as the first: a page costs at most
-        a walk over half the account, and the first and last pages cost the least.
-        """
+        """Up to ``limit`` deals in id order after skipping ``offset``, and the account's
+        count (its ``deal_counts`` row, not a walk of its deals), read by ``AccountPages``:
+        from the start, the far end or where the page before ended, whichever skips the
+        fewest rows."""
 
         def page(connection: sa.Connection) -> DealsPage:
-            count = connection.scalar(self.count, {"account": account_id}) or 0
-            size = min(limit, count - offset)
-            if size <= 0:
-                return DealsPage(count=count, data=[])
-            from_end = count - offset - size
-            if from_end < offset:
-                window = {"account": account_id, "size": size, "skip": from_end}
-                rows = connection.execute(_PAGE_FROM_END, window).all()[::-1]
-            else:
-                window = {"account": account_id, "size": size, "skip": offset}
-                rows = connection.execute(_PAGE, window).all()
+            count, rows = self.pages.read(connection, account_id, offset, limit)
             return DealsPage(count=count, data=[_deal(row) for row in rows])
 
         return page
@@ -215,7 +196,7 @@ def _columns(batch: list[Deal]) -> dict[str, list[Any]]:
     }
 
 
-def _deal(row: sa.Row[Any, Any, Any, Any, Any, Any]) -> Deal:
+def _deal(row: sa.Row[*tuple[Any, ...]]) -> Deal:
     return Deal(
         id=row.id,
         responsibleUserId=row.responsible_user_id,

@@ -96,7 +96,7 @@ class Dialect(ABC):
         would be rendered anew for each execution."""
 
     @abstractmethod
-    def without_sorting(self, query: sa.Select[Any]) -> sa.Select[Any]:
+    def without_sorting(self, query: sa.Select[*tuple[Any, ...]]) -> sa.Select[*tuple[Any, ...]]:
         """``query``, made the first statement of a transaction that then reads a page in
         key order."""
 
@@ -190,7 +190,7 @@ class SQLite(Dialect):
     def ids(self, ids: list[str]) -> object:
         return _encode(ids).decode()  # a JSON array
 
-    def without_sorting(self, query: sa.Select[Any]) -> sa.Select[Any]:
+    def without_sorting(self, query: sa.Select[*tuple[Any, ...]]) -> sa.Select[*tuple[Any, ...]]:
         return query  # SQLite reads an ordered page from the primary key by itself
 
     def count_adjustment(
@@ -383,7 +383,7 @@ class PostgreSQL(Dialect):
     def ids(self, ids: list[str]) -> object:
         return ids  # an array
 
-    def without_sorting(self, query: sa.Select[Any]) -> sa.Select[Any]:
+    def without_sorting(self, query: sa.Select[*tuple[Any, ...]]) -> sa.Select[*tuple[Any, ...]]:
         """Sorting off for the rest of the transaction (``set_config(..., true)`` is ``SET
         LOCAL``, in the same round trip), so the page that follows is read in key order
         from the primary key, never sorted: without statistics PostgreSQL takes an account

@@ -105,7 +105,8 @@ class Store:
     async def list_deals(self, *, account_id: int, offset: int, limit: int) -> DealsPage:
         """Up to ``limit`` deals in id order after skipping ``offset``, and the total count
         (``Deals.page``)."""
-        return await self._transactions.run(self._deals.page(account_id, offset, limit))
+        work = self._deals.page(account_id, offset, limit)
+        return await self._transactions.run(work, snapshot=True)
 
     async def find_deals(
         self,
@@ -129,7 +130,7 @@ class Store:
             closed=closed,
             search=search,
         )
-        return await self._transactions.run(work)
+        return await self._transactions.run(work, snapshot=True)
 
     async def get_deal(self, *, account_id: int, deal_id: str) -> Deal | None:
         return await self._transactions.run(self._deals.get(account_id, deal_id), short=True)
@@ -185,7 +186,8 @@ class Store:
     async def list_contacts(self, *, account_id: int, offset: int, limit: int) -> ContactsPage:
         """Up to ``limit`` contacts in id order after skipping ``offset``, and the account's
         count (``Contacts.page``)."""
-        return await self._transactions.run(self._contacts.page(account_id, offset, limit))
+        work = self._contacts.page(account_id, offset, limit)
+        return await self._transactions.run(work, snapshot=True)
 
     async def get_contact(self, *, account_id: int, contact_id: str) -> Contact | None:
         work = self._contacts.get(account_id, contact_id)

@@ -1,8 +1,17 @@
 """The schema, in SQLAlchemy Core. Changes to it go through a migration in ``migrations/``."""
 
+import secrets
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
+
+
+def new_version() -> int:
+    """The ``version`` a count row starts at: random, so that an account deleted and made
+    again under the same id never meets marks (``storage.pages``) of the one before."""
+    return secrets.randbits(62)
+
 
 DealId = sa.String(100).with_variant(sa.String(100, collation="C"), "postgresql")
 """Deal ids sort in code point order: SQLite's default (binary UTF-8) does so, PostgreSQL
@@ -60,9 +69,12 @@ deal_counts = sa.Table(
         primary_key=True,
     ),
     sa.Column("deals", sa.Integer, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="0", default=new_version),
 )
 """How many deals each account holds: every write to ``deals`` adjusts it in the same
-transaction, so the list route's ``count`` does not grow with the account."""
+transaction, so the list route's ``count`` does not grow with the account. Each write bumps
+``version`` too: a page continues from where the page before it ended only while the
+version is the one it ended at (``storage.pages``)."""
 
 deal_contacts = sa.Table(
     "deal_contacts",
@@ -122,6 +134,7 @@ contact_counts = sa.Table(
         primary_key=True,
     ),
     sa.Column("contacts", sa.Integer, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="0", default=new_version),
 )
 """How many contacts each account holds, kept as ``deal_counts`` is."""
 

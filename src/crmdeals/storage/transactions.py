@@ -70,7 +70,11 @@ class Transactions:
         # The bound of each whole request transaction on asyncpg: the pool's own timeout,
         # which is CRMDEALS_DB_TIMEOUT (engine.connect_async).
         self._deadline: float | None = None
+        self._snapshot_engine: AsyncEngine | None = None
         if async_engine is not None:
+            self._snapshot_engine = async_engine.execution_options(
+                isolation_level="REPEATABLE READ"
+            )
             pool = async_engine.sync_engine.pool
             assert isinstance(pool, sa.pool.QueuePool)
             self._deadline = pool.timeout()
@@ -86,7 +90,9 @@ class Transactions:
             self._loop_connection = None  # a later transaction opens a new one
         self.engine.dispose()
 
-    async def run(self, work: Work[T], *, writes: bool = False, short: bool = False) -> T:
+    async def run(
+        self, work: Work[T], *, writes: bool = False, short: bool = False, snapshot: bool = False
+    ) -> T:
         """Run ``work`` in one transaction; for a write, again when PostgreSQL aborted it for
         a conflict with another transaction (a serialisation failure or a deadlock), so the
         client never sees one. A database that cannot be reached, or is too busy to answer
@@ -107,13 +113,20 @@ class Transactions:
         handing it to a worker thread and back costs more than the work itself
         (BENCHMARKS.md). Whatever would wait (for this process's other writer, or for
         another process's write lock) goes to a worker thread instead, as does every long
-        transaction: the event loop never waits on the database."""
+        transaction: the event loop never waits on the database.
+
+        ``snapshot`` marks a read whose statements must all see the same committed data (a
+        count and the page it counts). SQLite's transactions always do; PostgreSQL's
+        (READ COMMITTED) see each statement's own, so there it runs REPEATABLE READ, which
+        for a read costs nothing more and never fails."""
         try:
             if self._deadline is None:
-                result = await self._attempts(work, writes=writes, short=short)
+                result = await self._attempts(work, writes=writes, short=short, snapshot=snapshot)
             else:
                 with anyio.fail_after(self._deadline):
-                    result = await self._attempts(work, writes=writes, short=short)
+                    result = await self._attempts(
+                        work, writes=writes, short=short, snapshot=snapshot
+                    )
         except Exception as error:
             if not _is_unavailable(error):
                 raise
@@ -140,13 +153,13 @@ class Transactions:
         with self.engine.connect() as connection:
             return work(connection)
 
-    async def _attempts(self, work: Work[T], *, writes: bool, short: bool) -> T:
+    async def _attempts(self, work: Work[T], *, writes: bool, short: bool, snapshot: bool) -> T:
         """``work`` run once, or up to ``WRITE_ATTEMPTS`` times for a write that lost a
         conflict."""
         attempt = 1
         while True:
             try:
-                return await self._run_once(work, writes=writes, short=short)
+                return await self._run_once(work, writes=writes, short=short, snapshot=snapshot)
             except sa.exc.DBAPIError as error:
                 sqlstate = getattr(error.orig, "sqlstate", None)
                 if writes and sqlstate in _CONFLICT_SQLSTATES and attempt < WRITE_ATTEMPTS:
@@ -187,9 +200,11 @@ class Transactions:
         self._outage = None
         log.warning("database available again", extra={"fields": fields})
 
-    async def _run_once(self, work: Work[T], *, writes: bool, short: bool) -> T:
+    async def _run_once(self, work: Work[T], *, writes: bool, short: bool, snapshot: bool) -> T:
         if self.async_engine is not None:
-            async with self.async_engine.begin() as connection:
+            engine = self._snapshot_engine if snapshot else self.async_engine
+            assert engine is not None
+            async with engine.begin() as connection:
                 return await connection.run_sync(work)
         if short and self._sqlite:
             with suppress(_WouldWait):
