@@ -100,7 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(sandbox.router)
         app.include_router(sandbox_webhooks.router)
         app.include_router(sandbox_events.router)
-    app.add_middleware(RequestContext, sandbox=sandbox_state)
+    app.add_middleware(RequestContext, store=store, sandbox=sandbox_state)
     install_error_handlers(app)
     install_openapi(app)
     return app

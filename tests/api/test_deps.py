@@ -55,13 +55,14 @@ def test_the_key_is_looked_up_once_per_request(
     a: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lookups = []
-    look_up = Store.account_id_for_key_hash
+    look_up = Store.account_for_key
 
     async def counted(self: Store, key_hash: str) -> int | None:
         lookups.append(key_hash)
-        return await look_up(self, key_hash)
+        account_id: int | None = await look_up(self, key_hash)
+        return account_id
 
-    monkeypatch.setattr(Store, "account_id_for_key_hash", counted)
+    monkeypatch.setattr(Store, "account_for_key", counted)
     for method, path in [("GET", "/v3/deals"), ("GET", "/v3/deals/1"), ("GET", "/sandbox/faults")]:
         lookups.clear()
         assert a.request(method, path).status_code in (200, 404)

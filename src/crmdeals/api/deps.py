@@ -4,21 +4,11 @@ a route that says ``store: StoreDep`` gets the server's ``Store``.
 The server's objects live on the app's state, where ``create_app`` puts them; the functions
 here are the only code that reads them there.
 
-Who is calling (``AccountDep``) is four dependencies with one job each, a chain in which
-each takes the account from the one before, so they run in this order:
-
-    authenticate      the API key -> its account id, or None
-    rate_limit        count the request against the account's limit, or without an account
-                      the client address's, so guessing keys is limited too -> 429
-    require_account   no account -> 401
-    inject_faults     sandbox mode, /v3 routes: the account's armed faults -> delay, status
-
-Each step of FastAPI's dependency solving costs about 7 us of CPU here, and it is paid
-again wherever a dependency is asked for: its value is cached per request, but its own
-sub-dependencies are walked anew each time. So the chain is a line, not a diamond (with
-steps that each asked for ``authenticate``, an upload walked 20 dependencies, not 6: +80 us),
-and its steps read the server's objects by calling the getters rather than asking for them
-(each ``Depends`` leaf is one more step). Every dependency is ``async def``: FastAPI runs a
+Who is calling (``AccountDep``) is one dependency, ``authorized_account``, whose four steps
+run in order. Each step of FastAPI's dependency solving costs about 7 us of CPU here, and
+it is paid again wherever a dependency is asked for (its value is cached per request, but
+its sub-dependencies are walked anew), so the server's objects are read by calling the
+getters rather than asking for them. Every dependency is ``async def``: FastAPI runs a
 plain ``def`` one in a worker thread.
 """
 
@@ -93,37 +83,25 @@ SenderDep = Annotated[Sender, Depends(get_sender)]
 EventsDep = Annotated[Events, Depends(get_events)]
 
 
-async def authenticate(request: Request) -> int | None:
-    """The account of the request's API key; ``None`` without a key of a live account."""
+async def authorized_account(request: Request) -> int:
+    """Who is calling, in four steps, one dependency (each ``Depends`` step costs FastAPI's
+    solver about 7 us of CPU, more than any of these steps):
+
+    1. the API key -> its account id, or none (``Store.account_for_key``);
+    2. count the request against the account's limit, or without an account the client
+       address's, so guessing keys is limited too -> 429;
+    3. no account -> 401 (once the request has been counted: refused requests count too);
+    4. sandbox mode, ``/v3`` routes: the account's armed faults (``POST /sandbox/faults``)
+       -> delay, status, before the route does anything (the sandbox's own routes do not
+       meet them)."""
     key = api_key_from_header(request.headers.get("authorization", ""))
-    if not key:
-        return None
-    return await (await get_store(request)).account_id_for_key_hash(hash_key(key))
-
-
-async def rate_limit(
-    request: Request, account_id: Annotated[int | None, Depends(authenticate)]
-) -> int | None:
-    """Count the request against the rate limit, with or without an account; the account."""
+    account_id = None
+    if key:
+        account_id = await (await get_store(request)).account_for_key(hash_key(key))
     await count_request(request, await get_rate_limiter(request), account_id)
-    return account_id
-
-
-async def require_account(
-    request: Request, account_id: Annotated[int | None, Depends(rate_limit)]
-) -> int:
-    """The account, or 401 (once the request has been counted: refused requests count too)."""
     if account_id is None:
         raise Unauthorized()
     request.state.account_id = account_id  # for the access log and the sandbox's request log
-    return account_id
-
-
-async def inject_faults(
-    request: Request, account_id: Annotated[int, Depends(require_account)]
-) -> int:
-    """The account, once it has met its armed faults (``POST /sandbox/faults``), before the
-    route does anything: only the API's routes (``/v3``) meet them, not the sandbox's own."""
     sandbox = await get_sandbox_if_on(request)
     if sandbox is not None:
         route = request.scope["route"].path_format
@@ -132,7 +110,7 @@ async def inject_faults(
     return account_id
 
 
-AccountDep = Annotated[int, Depends(inject_faults)]
+AccountDep = Annotated[int, Depends(authorized_account)]
 """The id of the calling account: authenticated, counted, required, past its faults."""
 
 

@@ -13,8 +13,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crmdeals import metrics
 from crmdeals.api.envelope import error_response
-from crmdeals.errors import InternalError
+from crmdeals.errors import ApiError, InternalError
 from crmdeals.sandbox import LoggedRequest, Sandbox
+from crmdeals.storage import Store
+from crmdeals.storage.transactions import request_guard
 
 CLIENT_CLOSED_REQUEST = 499
 """The status logged for a client that went away before its request was read (nginx's)."""
@@ -50,10 +52,15 @@ class RequestContext:
     The log line holds method, route template, status, duration, account id and request id;
     never a header value or a body, so keys and deal data stay out of the logs. In sandbox
     mode, each API request is also written to its account's log in ``sandbox``.
+
+    A request whose key came from ``store``'s memory and that answers before any
+    transaction checked the key (a refused body, the sandbox's own routes) has it checked
+    before the answer goes out; a key revoked since gets 401 instead (``check_key``).
     """
 
-    def __init__(self, app: ASGIApp, sandbox: Sandbox | None = None) -> None:
+    def __init__(self, app: ASGIApp, store: Store, sandbox: Sandbox | None = None) -> None:
         self.app = app
+        self.store = store
         self.sandbox = sandbox
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -66,6 +73,8 @@ class RequestContext:
         started = time.perf_counter()
         status = 500
         response_started = False
+        replaced = False
+        guard = request_guard.set(None)  # each request's own, never the one before's
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
@@ -78,8 +87,21 @@ class RequestContext:
                 ]
             await send(message)
 
+        async def send_after_key_check(message: Message) -> None:
+            nonlocal replaced
+            if replaced:
+                return  # the route's answer, after the one that replaced it
+            if message["type"] == "http.response.start":
+                refusal = await self.check_key()
+                if refusal is not None:
+                    replaced = True
+                    state["error_code"] = refusal.code
+                    await error_response(refusal)(scope, receive, send_with_id)
+                    return
+            await send_with_id(message)
+
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_after_key_check)
         except ClientDisconnect:
             status = CLIENT_CLOSED_REQUEST  # nobody is left to answer; not a server error
         except Exception:
@@ -88,7 +110,21 @@ class RequestContext:
                 state["error_code"] = InternalError.code
                 await error_response(InternalError(request_id))(scope, receive, send_with_id)
         finally:
+            request_guard.reset(guard)
             _record(scope, status, time.perf_counter() - started, self.sandbox)
+
+    async def check_key(self) -> ApiError | None:
+        """The error that replaces the answer of a request whose key's check is still
+        pending (``Store.account_for_key``) and fails now: 401 for a revoked key, or the
+        database's 503."""
+        pending = request_guard.get()
+        if pending is None or not pending.pending:
+            return None
+        try:
+            await self.store.check_request_key()
+        except ApiError as error:
+            return error
+        return None
 
 
 def _record(scope: Scope, status: int, seconds: float, sandbox: Sandbox | None) -> None:

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -26,6 +27,29 @@ T = TypeVar("T")
 Work = Callable[[sa.Connection], T]
 """A transaction's work: one plain function of a ``Connection``, whichever engine runs it
 (SQLAlchemy's ``run_sync`` adapts the async connection), so each query is written once."""
+
+
+class Guard:
+    """A check a request's first transaction runs before its work, in that transaction (so
+    on what the work reads and writes), raising to refuse the work: ``Store`` sets one when
+    it takes a request's API key from its cache, and the check is that the key is still
+    live. ``pending`` until a transaction has run it."""
+
+    def __init__(self, check: Work[None]) -> None:
+        self.check = check
+        self.pending = True
+
+    def before(self, work: Work[T]) -> Work[T]:
+        def guarded(connection: sa.Connection) -> T:
+            self.check(connection)
+            self.pending = False
+            return work(connection)
+
+        return guarded
+
+
+request_guard: ContextVar[Guard | None] = ContextVar("request_guard", default=None)
+"""The current request's ``Guard``, if any."""
 
 WRITE_ATTEMPTS = 5
 """How often a write that lost a conflict to another transaction is tried in all."""
@@ -118,7 +142,13 @@ class Transactions:
         ``snapshot`` marks a read whose statements must all see the same committed data (a
         count and the page it counts). SQLite's transactions always do; PostgreSQL's
         (READ COMMITTED) see each statement's own, so there it runs REPEATABLE READ, which
-        for a read costs nothing more and never fails."""
+        for a read costs nothing more and never fails.
+
+        The request's ``Guard`` (``request_guard``), while pending, runs first in the
+        transaction."""
+        guard = request_guard.get()
+        if guard is not None and guard.pending:
+            work = guard.before(work)
         try:
             if self._deadline is None:
                 result = await self._attempts(work, writes=writes, short=short, snapshot=snapshot)
