@@ -99,9 +99,9 @@ class Store:
         """The account of a request's key, if the key exists and is not revoked.
 
         A key this process has met before is not looked up in a transaction of its own:
-        its account comes from memory, and the request's first transaction checks, before
-        its work and in the same transaction, that the key is still live (a ``Guard``;
-        ``Unauthorized`` if not, and nothing of the work is done). A revoked key is so
+        its account comes from memory, and the request's first transaction checks, in the
+        same transaction as its work, that the key is still live (a ``Guard``;
+        ``Unauthorized`` if not, and nothing of the work is committed). A revoked key is so
         refused at once in every process, for the cost of one indexed read. A request that
         answers before any transaction runs the check on its own (``check_request_key``)."""
         account_id = self._key_accounts.get(key_hash)

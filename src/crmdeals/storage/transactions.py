@@ -30,20 +30,26 @@ Work = Callable[[sa.Connection], T]
 
 
 class Guard:
-    """A check a request's first transaction runs before its work, in that transaction (so
-    on what the work reads and writes), raising to refuse the work: ``Store`` sets one when
-    it takes a request's API key from its cache, and the check is that the key is still
-    live. ``pending`` until a transaction has run it."""
+    """A check that a request's first transaction runs with its work, in that transaction,
+    raising to refuse it (the transaction then commits nothing): ``Store`` sets one when it
+    takes a request's API key from its memory, and the check is that the key is still live.
+    ``pending`` until a transaction has run it.
+
+    The check runs after the work's statements, not before: on SQLite a transaction that
+    reads first and writes later fails at once, busy timeout or not, when another process
+    committed in between (its snapshot is stale), while one that writes first waits for the
+    write lock. Either order refuses the same requests."""
 
     def __init__(self, check: Work[None]) -> None:
         self.check = check
         self.pending = True
 
-    def before(self, work: Work[T]) -> Work[T]:
+    def around(self, work: Work[T]) -> Work[T]:
         def guarded(connection: sa.Connection) -> T:
+            result = work(connection)
             self.check(connection)
             self.pending = False
-            return work(connection)
+            return result
 
         return guarded
 
@@ -144,11 +150,10 @@ class Transactions:
         (READ COMMITTED) see each statement's own, so there it runs REPEATABLE READ, which
         for a read costs nothing more and never fails.
 
-        The request's ``Guard`` (``request_guard``), while pending, runs first in the
-        transaction."""
+        The request's ``Guard`` (``request_guard``), while pending, runs in the transaction."""
         guard = request_guard.get()
         if guard is not None and guard.pending:
-            work = guard.before(work)
+            work = guard.around(work)
         try:
             if self._deadline is None:
                 result = await self._attempts(work, writes=writes, short=short, snapshot=snapshot)
@@ -310,7 +315,8 @@ def _is_unavailable_sqlstate(sqlstate: str | None) -> bool:
 
 def _is_busy(error: sa.exc.DBAPIError) -> bool:
     """Whether SQLite refused for a lock held by another connection."""
-    return isinstance(error.orig, sqlite3.Error) and error.orig.sqlite_errorcode in (
+    # The primary code: SQLite reports busy cases by extended codes (SQLITE_BUSY_SNAPSHOT).
+    return isinstance(error.orig, sqlite3.Error) and (error.orig.sqlite_errorcode & 0xFF) in (
         sqlite3.SQLITE_BUSY,
         sqlite3.SQLITE_LOCKED,
     )
