@@ -26,8 +26,8 @@ test: lint tools  ## lint, types, the whole test suite (the installed wheel and 
 test-fast: $(STAMP)  ## the test suite without the end-to-end tests that start servers
 	$(BIN)/pytest -m "not e2e"
 
-bench: $(STAMP) tools  ## the HTTP benchmark (bench/http.py), about 20 minutes
-	$(BIN)/python -m bench.http
+bench: $(STAMP) tools  ## the HTTP benchmark (bench/http.py) and its charts (bench/results/), about 25 minutes
+	$(BIN)/python -m bench.http --charts bench/results
 	$(BIN)/python -m bench.pg_import  # a first import: 6 clients, 300,000 deals
 	$(BIN)/python -m bench.webhooks  # webhook deliveries per second, upload latency beside them
 
