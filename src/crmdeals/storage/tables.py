@@ -119,10 +119,13 @@ contacts = sa.Table(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.PrimaryKeyConstraint("account_id", "id"),
-    sa.Index("ix_contacts_responsible", "account_id", "responsible_user_id", "id"),
+    sa.Index("ix_contacts_responsible", "responsible_user_id", "account_id", "id"),
 )
 """``ix_contacts_responsible`` finds a user's contacts in id order (the chat window of
-``global`` scope) without reading the account's other contacts."""
+``global`` scope) without reading the account's other contacts. It leads with the user:
+leading with ``account_id``, it tied with the primary key in the plan of the chat index's
+foreign key check, which then read the account's range for each stored chat (migration
+0010)."""
 
 contact_counts = sa.Table(
     "contact_counts",
