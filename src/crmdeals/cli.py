@@ -14,8 +14,8 @@ import os
 import socket
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -675,46 +675,79 @@ def push(
     concurrency: Concurrency = 8,
 ) -> None:
     """Upload files of users, contacts, pipelines and deals, 100 a request, as fast as the
-    rate limit allows."""
+    rate limit allows. Each file is read as it is sent (with --strict, read once more
+    before, to check it)."""
     client = _client(url, key, rate_limit, concurrency)
-    by_entity: dict[Entity, list[Path]] = {}
+    given: dict[Entity, list[Path]] = {}
     for file in files:
-        by_entity.setdefault(entity or entity_of(file), []).append(file)
-    with client:
+        given.setdefault(entity or entity_of(file), []).append(file)
+    by_entity = {name: given[name] for name in ENTITIES if name in given}  # in sending order
+    rows: dict[Entity, transfer.Rows] = {}
+    with client, ExitStack() as opened:
         try:
-            checked = [
-                transfer.check_files(by_entity[name], name)
-                for name in ENTITIES
-                if name in by_entity
-            ]
+            if strict:
+                _check_strictly(by_entity, files)
+            for name, paths in by_entity.items():
+                rows[name] = opened.enter_context(transfer.Rows(paths, name))
+            sources: dict[Entity, Iterable[Any]] = dict(rows)
+            if "pipelines" in rows:  # one request: read whole, before anything is sent
+                sources["pipelines"] = _pipelines(rows["pipelines"], files)
         except (FileError, OSError) as error:
             raise _fail(str(error)) from None
-        invalid_rows = sorted(
-            (row for each in checked for row in each.invalid),
-            key=lambda row: (files.index(row.path), row.line),
-        )
-        for row in invalid_rows:
-            details = "; ".join(f"{field}: {problem}" for field, problem in row.problems.items())
-            err.print(f"[red]{escape(str(row.path))}, line {row.line}:[/] {escape(details)}")
-        invalid = counted(len(invalid_rows), "invalid row")
-        if invalid_rows and strict:
-            raise _fail(f"{invalid}: nothing was sent (--strict)")
-        for each in checked:
-            if each.entity == "pipelines" and len(each.items) > MAX_ENTITIES:
-                raise _fail(
-                    f"{len(each.items)} pipelines: a push replaces the account's whole set in "
-                    f"one request, of at most {MAX_ENTITIES}; nothing was sent"
-                )
-        with _talking_to(client.url):
-            for each in checked:
-                summary = transfer.push(
-                    client, each.items, mirror=mirror, dry_run=dry_run, entity=each.entity
-                )
-                err.print(escape(summary))
+        try:
+            with _talking_to(client.url):
+                for name, items in sources.items():
+                    summary = transfer.push(
+                        client, items, mirror=mirror, dry_run=dry_run, entity=name
+                    )
+                    err.print(escape(summary))
+        except (FileError, OSError) as error:  # found further on in a file
+            raise _fail(f"{error} (the push stopped there)") from None
+        finally:
+            invalid_rows = [row for each in rows.values() for row in each.invalid]
+            _report(invalid_rows, files)
     if invalid_rows:
         was = "was" if len(invalid_rows) == 1 else "were"
-        err.print(f"[red]{invalid} {was} not sent.[/]")
+        err.print(f"[red]{counted(len(invalid_rows), 'invalid row')} {was} not sent.[/]")
         raise typer.Exit(1)
+
+
+def _check_strictly(by_entity: dict[Entity, list[Path]], files: list[Path]) -> None:
+    """Read every file once, only to check it (``--strict``): ``_fail`` if a row is
+    invalid, before anything is sent."""
+    for file in files:
+        if not file.is_file():
+            raise Mistake(
+                f"--strict reads each file twice (a check, then the push): {file} is not "
+                "a regular file (a pipe?).",
+                "Save it to a file first, or leave out --strict.",
+            )
+    invalid_rows = [
+        row for name, paths in by_entity.items() for row in transfer.invalid_rows(paths, name)
+    ]
+    if invalid_rows:
+        _report(invalid_rows, files)
+        raise _fail(f"{counted(len(invalid_rows), 'invalid row')}: nothing was sent (--strict)")
+
+
+def _pipelines(rows: transfer.Rows, files: list[Path]) -> list[Any]:
+    """The valid pipelines of ``rows``; ``_fail`` if there are more than one request takes."""
+    pipelines = list(rows)
+    count = len({pipeline.id for pipeline in pipelines})
+    if count > MAX_ENTITIES:
+        _report(rows.invalid, files)
+        raise _fail(
+            f"{count} pipelines: a push replaces the account's whole set in one request, of "
+            f"at most {MAX_ENTITIES}; nothing was sent"
+        )
+    return pipelines
+
+
+def _report(invalid_rows: list[transfer.Invalid], files: list[Path]) -> None:
+    """Print the invalid rows, by file (in the order given) and line."""
+    for row in sorted(invalid_rows, key=lambda row: (files.index(row.path), row.line)):
+        details = "; ".join(f"{field}: {problem}" for field, problem in row.problems.items())
+        err.print(f"[red]{escape(str(row.path))}, line {row.line}:[/] {escape(details)}")
 
 
 @app.command()

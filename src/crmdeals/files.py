@@ -18,15 +18,23 @@ Which entity a file holds is the caller's to say (``entity_of`` guesses it from 
 name). Reading gives every item with the line it starts on, unchecked: the caller checks
 each one with the contract's rules (``crmdeals.<entity>.validation``). What ``write_items``
 writes, ``read_items`` reads back as the same items.
+
+``ItemFile`` reads a file as it goes, a row (or, in a .json file, a chunk) at a time, so a
+file of any size is read in little memory; it checks the file's start (not empty, the CSV
+header, the .json array) as soon as it is opened.
 """
 
 import csv
 import io
+import itertools
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from types import TracebackType
+from typing import Any, Literal, Self, TextIO
 
 import msgspec
 
@@ -74,6 +82,10 @@ _SUFFIXES: dict[str, Format] = {
     ".json": "json",
 }
 _encode = msgspec.json.Encoder().encode
+_CHUNK = 1 << 16
+"""How many characters of a .json file are read at a time."""
+_SPACE = re.compile(r"[ \t\r\n]*")
+_json_decoder = json.JSONDecoder()
 
 
 class FileError(Exception):
@@ -82,9 +94,12 @@ class FileError(Exception):
 
 @dataclass(frozen=True)
 class Item:
-    """One item of a file as written there (not checked yet), and the line it starts on;
-    or, for a line that is not even JSON (or a CSV cell that should be and is not), the
-    problems found already, by field (``line`` for a whole line)."""
+    """One item of a file as written there (not checked yet), and the line it starts on.
+
+    In a .jsonl or .json file, ``value`` is the item's JSON text (``msgspec.Raw``), which
+    the check decodes once (``msgspec.DecodeError`` if a .jsonl line is not JSON); in a
+    CSV file, the row in the contract's shape, and the problems found already in cells that
+    should hold JSON and do not, by column."""
 
     line: int
     value: Any
@@ -120,25 +135,64 @@ def read_deals(path: Path) -> list[Item]:
 
 
 def read_items(path: Path, entity: Entity) -> list[Item]:
-    """The items of a file of ``entity``, in file order.
+    """The items of a file of ``entity``, in file order (see ``ItemFile``)."""
+    with ItemFile(path, entity) as items:
+        return list(items)
 
-    A file with nothing in it is refused (``FileError``) rather than read as no items: it is
-    more often a failed export than an empty CRM, and ``push --mirror`` of it would delete
+
+class ItemFile:
+    """A file of ``entity``, open: iterating gives its items in file order, read as they
+    are needed. ``FileError`` when the file cannot be read as items at all.
+
+    Its start is read and checked at once, so that a push can refuse any of its files before
+    it sends anything. A file with nothing in it is refused rather than read as no items: it
+    is more often a failed export than an empty CRM, and ``push --mirror`` of it would delete
     every item. (A CSV header alone, or ``[]``, is a file of no items.) So is a CSV file
-    whose header cannot give the entity's fields: said once, not once for every row."""
-    format_ = format_of(path)
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as file:  # a BOM is allowed
-            text = file.read()
-    except UnicodeDecodeError as error:
-        raise FileError(f"{path}: not UTF-8 ({error.reason})") from None
-    if not text.strip():
-        raise FileError(f"{path} is empty: no {entity} to read")
-    if format_ == "csv":
-        return list(_read_csv(path, io.StringIO(text, newline=""), entity))
-    if format_ == "jsonl":
-        return list(_read_jsonl(text))
-    return list(_read_json_array(path, text, entity))
+    whose header cannot give the entity's fields: said once, not once for every row; and a
+    .json file that does not start an array. What is wrong further on (text that is not
+    UTF-8, a .json array that breaks off) is said when the reading comes to it."""
+
+    def __init__(self, path: Path, entity: Entity) -> None:
+        self.path = path
+        opener = _OPENERS[format_of(path)]
+        self._bytes = path.open("rb")
+        self._file = io.TextIOWrapper(self._bytes, encoding="utf-8-sig", newline="")  # BOM ok
+        try:
+            with self._utf8():
+                self._items = opener(path, self._file, entity)
+        except BaseException:
+            self._file.close()
+            raise
+
+    def __iter__(self) -> Iterator[Item]:
+        with self._utf8():
+            yield from self._items
+
+    def bytes_read(self) -> int:
+        """How far the file has been read, in bytes: up to a buffer's length beyond the
+        items given."""
+        return self._bytes.tell()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _utf8(self) -> Iterator[None]:
+        try:
+            yield
+        except UnicodeDecodeError as error:
+            raise FileError(f"{self.path}: not UTF-8 ({error.reason})") from None
 
 
 def write_deals(deals: Iterable[Deal], format_: Format, out: TextIO) -> int:
@@ -173,52 +227,26 @@ def write_items(
     return count
 
 
-def _read_jsonl(text: str) -> Iterator[Item]:
-    for number, line in enumerate(text.splitlines(), start=1):
+def _open_jsonl(path: Path, file: TextIO, entity: Entity) -> Iterator[Item]:
+    lines = _to_first_text(path, file, entity)
+    return _read_jsonl(itertools.chain(lines, file))
+
+
+def _read_jsonl(lines: Iterable[str]) -> Iterator[Item]:
+    for number, line in enumerate(lines, start=1):
         if line.strip():
-            try:
-                yield Item(number, json.loads(line))
-            except ValueError as error:
-                yield Item(number, None, {"line": f"not JSON ({error})"})
+            yield Item(number, msgspec.Raw(line))
 
 
-def _read_json_array(path: Path, text: str, entity: Entity) -> Iterator[Item]:
-    decoder = json.JSONDecoder()
-    position = _skip_space(text, 0)
-    if not text.startswith("[", position):
-        raise FileError(f"{path}: a .json file must hold an array of {entity}")
-    position = _skip_space(text, position + 1)
-    line, counted_to = 1, 0
-    while not text.startswith("]", position):
-        line += text.count("\n", counted_to, position)
-        counted_to = position
-        try:
-            value, position = decoder.raw_decode(text, position)
-        except json.JSONDecodeError as error:
-            raise FileError(f"{path}: line {error.lineno}: not JSON ({error.msg})") from None
-        yield Item(line, value)
-        position = _skip_space(text, position)
-        if text.startswith(",", position):
-            position = _skip_space(text, position + 1)
-        elif not text.startswith("]", position):
-            raise FileError(f"{path}: line {line}: expected ',' or ']' after a {SINGULAR[entity]}")
-    if text[position + 1 :].strip():
-        raise FileError(f"{path}: text after the array")
-
-
-def _skip_space(text: str, position: int) -> int:
-    while position < len(text) and text[position] in " \t\r\n":
-        position += 1
-    return position
-
-
-def _read_csv(path: Path, file: TextIO, entity: Entity) -> Iterator[Item]:
-    reader = csv.DictReader(file)
-    if reader.fieldnames is None:
-        return
-    problem = _header_problem(list(reader.fieldnames), entity)
+def _open_csv(path: Path, file: TextIO, entity: Entity) -> Iterator[Item]:
+    reader = csv.DictReader(itertools.chain(_to_first_text(path, file, entity), file))
+    problem = _header_problem(list(reader.fieldnames or ()), entity)
     if problem:
         raise FileError(f"{path}: line 1 (the header): {problem}")
+    return _read_csv(reader, entity)
+
+
+def _read_csv(reader: "csv.DictReader[str]", entity: Entity) -> Iterator[Item]:
     read = _CSV_RECORDS[entity]
     line = reader.line_num + 1
     for record in reader:
@@ -226,6 +254,99 @@ def _read_csv(path: Path, file: TextIO, entity: Entity) -> Iterator[Item]:
         value = read(record, problems)
         yield Item(line, value, problems or None)
         line = reader.line_num + 1
+
+
+def _to_first_text(path: Path, file: TextIO, entity: Entity) -> list[str]:
+    """The lines of ``file`` up to the first that is not blank; ``FileError`` if none is."""
+    lines = []
+    for line in file:
+        lines.append(line)
+        if line.strip():
+            return lines
+    raise FileError(f"{path} is empty: no {entity} to read")
+
+
+def _open_json(path: Path, file: TextIO, entity: Entity) -> Iterator[Item]:
+    text = _Chunks(path, file)
+    first = text.peek()
+    if not first:
+        raise FileError(f"{path} is empty: no {entity} to read")
+    if first != "[":
+        raise FileError(f"{path}: a .json file must hold an array of {entity}")
+    text.take()
+    return _read_json_array(path, text, entity)
+
+
+def _read_json_array(path: Path, text: "_Chunks", entity: Entity) -> Iterator[Item]:
+    while text.peek() != "]":
+        line = text.line
+        yield Item(line, text.value())
+        after = text.peek()
+        if after == ",":
+            text.take()
+        elif after != "]":
+            raise FileError(f"{path}: line {line}: expected ',' or ']' after a {SINGULAR[entity]}")
+    text.take()
+    if text.peek():
+        raise FileError(f"{path}: text after the array")
+
+
+class _Chunks:
+    """A .json file read a chunk at a time, for its JSON values one after another: what
+    is held is the rest of the last chunk, and whatever a value that goes on needs more."""
+
+    def __init__(self, path: Path, file: TextIO) -> None:
+        self._path = path
+        self._file = file
+        self._text = ""
+        self._position = 0
+        self.line = 1
+        """The line the next character is on."""
+
+    def peek(self) -> str:
+        """The next character that is not white space, left there ("" at the end)."""
+        while True:
+            match = _SPACE.match(self._text, self._position)
+            assert match is not None  # the pattern matches nothing, at least
+            self._advance(match.end())
+            if self._position < len(self._text):
+                return self._text[self._position]
+            if not self._more():
+                return ""
+
+    def take(self) -> None:
+        """Go past the character ``peek`` gave."""
+        self._advance(self._position + 1)
+
+    def value(self) -> msgspec.Raw:
+        """The JSON value that starts here, as written; ``FileError`` if none does."""
+        while True:
+            try:
+                _, end = _json_decoder.raw_decode(self._text, self._position)
+            except json.JSONDecodeError as error:
+                line = self.line + self._text.count("\n", self._position, error.pos)
+                if self._more():  # the value may go on in the next chunk
+                    continue
+                raise FileError(f"{self._path}: line {line}: not JSON ({error.msg})") from None
+            # A value that ends with the text read may go on (a number): read on to know.
+            if end < len(self._text) or not self._more():
+                value = msgspec.Raw(self._text[self._position : end])
+                self._advance(end)
+                return value
+
+    def _advance(self, position: int) -> None:
+        self.line += self._text.count("\n", self._position, position)
+        self._position = position
+
+    def _more(self) -> bool:
+        """Read more: a chunk, or as much as is held when that is more, so that a long
+        value is read again only a few times; whether there was more."""
+        chunk = self._file.read(max(_CHUNK, len(self._text) - self._position))
+        if not chunk:
+            return False
+        self._text = self._text[self._position :] + chunk
+        self._position = 0
+        return True
 
 
 def _header_problem(header: list[str], entity: Entity) -> str | None:
@@ -344,6 +465,12 @@ _CSV_RECORDS: dict[Entity, Callable[[Record, dict[str, str]], dict[str, Any]]] =
     "pipelines": _csv_pipeline,
     "deals": _csv_deal,
 }
+_OPENERS: dict[Format, Callable[[Path, TextIO, Entity], Iterator[Item]]] = {
+    "jsonl": _open_jsonl,
+    "csv": _open_csv,
+    "json": _open_json,
+}
+"""Each reads and checks a file's start, and gives the reader of the rest."""
 _CSV_ROWS: dict[Entity, Callable[[Any], list[str]]] = {
     "users": _csv_user_row,
     "contacts": _csv_contact_row,
@@ -355,6 +482,8 @@ _CSV_ROWS: dict[Entity, Callable[[Any], list[str]]] = {
 def _split_contacts(text: str) -> list[str]:
     if not text:
         return []
+    if "\\" not in text:  # nothing escaped
+        return text.split(";")
     contacts, current = [], []
     characters = iter(text)
     for character in characters:

@@ -13,17 +13,20 @@ import os
 import random
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, cast
 
 import anyio
+import anyio.from_thread
+import anyio.to_thread
 import httpx
 import msgspec
+from anyio.streams.memory import MemoryObjectSendStream
 
 from crmdeals.batch import last_wins
-from crmdeals.client.errors import DealsApiError, DealsConnectionError, InvalidItem
+from crmdeals.client.errors import DealsApiError, DealsConnectionError
 from crmdeals.client.kinds import CONTACTS, DEALS, PIPELINES, USERS, DealLike, Kind
 from crmdeals.client.ratelimit import SlidingWindowLimiter
 from crmdeals.client.resources import AsyncContacts, AsyncDeals, AsyncPipelines, AsyncUsers
@@ -38,6 +41,8 @@ R = TypeVar("R")
 _encode = msgspec.json.Encoder().encode
 _decode_ids = msgspec.json.Decoder(list[str]).decode
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+QUEUED_BATCHES = 16
+"""How many batches of an upload are read and checked ahead of the requests, at most."""
 
 
 @dataclass
@@ -168,15 +173,29 @@ class AsyncDealsClient:
         kind: Kind[T],
         items: Iterable[T | Mapping[str, Any]],
         progress: Callable[[int], None] | None,
+        *,
+        checked: bool = False,
     ) -> int:
         """Add or replace every item, 100 to a request (see ``upsert``); with
-        ``kind.in_order``, each batch waits for the one before it."""
+        ``kind.in_order``, each batch waits for the one before it.
+
+        A worker thread reads ``items`` (checking each one, unless ``checked`` says they
+        are ``kind.check``'s results already) and queues them in batches, at most
+        ``QUEUED_BATCHES`` ahead of the requests: the first request goes as soon as its
+        batch is ready, and an upload of any size holds a few batches at a time. Should the
+        reading raise (an invalid item, a file that breaks off), the batches queued before
+        are still sent, then the error is raised."""
         sent = 0
         refused: BaseException | None = None  # a request failed: send nothing more
-        invalid: InvalidItem | None = None  # schedule nothing more; what is scheduled goes
+        unread: Exception | None = None  # reading the items failed: queue nothing more
         slots = anyio.Semaphore(self.concurrency)
         in_flight: dict[str, anyio.Event] = {}
         previous: anyio.Event | None = None
+        queue, queued = anyio.create_memory_object_stream[list[T]](QUEUED_BATCHES)
+
+        async def produce() -> None:
+            nonlocal unread
+            unread = await _queue_batches(queue, _batches(kind, items, checked))
 
         async def send(batch: list[T], earlier: set[anyio.Event], done: anyio.Event) -> None:
             nonlocal sent, refused
@@ -198,8 +217,9 @@ class AsyncDealsClient:
                 slots.release()
 
         async with anyio.create_task_group() as tasks:
-            try:
-                for batch in _checked_batches(kind, items):
+            tasks.start_soon(produce)
+            with queued:  # closed when sending stops, so that the reading stops too
+                async for batch in queued:
                     await slots.acquire()
                     if refused is not None:
                         slots.release()
@@ -211,25 +231,19 @@ class AsyncDealsClient:
                     in_flight.update((_id(item), done) for item in batch)
                     previous = done
                     tasks.start_soon(send, batch, earlier, done)
-            except InvalidItem as error:
-                invalid = error
         if refused is not None:
             raise refused
-        if invalid is not None:
-            raise invalid
+        if unread is not None:
+            raise unread
         return sent
 
-    async def _replace(self, kind: Kind[T], items: Iterable[T | Mapping[str, Any]]) -> int:
+    async def _replace(
+        self, kind: Kind[T], items: Iterable[T | Mapping[str, Any]], *, checked: bool = False
+    ) -> int:
         """Send the whole set in one request (``POST /v3/pipelines``): each item checked
-        first, one per id (the last content at the first one's place, as the server
-        keeps them); the number sent."""
-        checked = []
-        for index, item in enumerate(items):
-            result = kind.check(item)
-            if isinstance(result, dict):
-                raise kind.invalid(index, result)
-            checked.append(result)
-        unique = last_wins(checked, _id)
+        first (unless ``checked``: see ``_upsert``), one per id (the last content at the
+        first one's place, as the server keeps them); the number sent."""
+        unique = last_wins(_checked(kind, items, checked), _id)
         if len(unique) > MAX_ENTITIES:
             raise ValueError(
                 f"{len(unique)} {kind.plural}: the server takes a whole set of at most "
@@ -368,15 +382,46 @@ def _reason(error: httpx.TransportError, timeout: httpx.Timeout) -> str:
     return reason or str(error) or type(error).__name__
 
 
-def _checked_batches(kind: Kind[T], items: Iterable[T | Mapping[str, Any]]) -> Iterable[list[T]]:
-    """The items, checked and normalised, in batches of up to 100 distinct ids."""
-    batch: dict[str, T] = {}
+async def _queue_batches(
+    queue: MemoryObjectSendStream[list[T]], batches: Iterator[list[T]]
+) -> Exception | None:
+    """Put ``batches`` into ``queue`` from a worker thread, waiting while it is full, until
+    they end or the queue's reader stops (and closes it); then close it. What the batches
+    raised, if anything."""
+
+    def read() -> Exception | None:
+        try:
+            for batch in batches:
+                anyio.from_thread.run(queue.send, batch)
+        except anyio.BrokenResourceError:
+            pass  # the reader stopped, for a reason of its own
+        except Exception as error:
+            return error
+        return None
+
+    with queue:  # closed in the event loop, where the reader waits
+        return await anyio.to_thread.run_sync(read)
+
+
+def _checked(kind: Kind[T], items: Iterable[T | Mapping[str, Any]], checked: bool) -> Iterator[T]:
+    """The items, checked and normalised (``kind.invalid`` for the first invalid one); as
+    they are, when ``checked`` says they are ``kind.check``'s results already."""
     for index, item in enumerate(items):
-        checked = kind.check(item)
-        if isinstance(checked, dict):
-            raise kind.invalid(index, checked)
-        batch.pop(_id(checked), None)  # the same id twice in a batch: the last one wins
-        batch[_id(checked)] = checked
+        result = cast("T", item) if checked else kind.check(item)
+        if isinstance(result, dict):
+            raise kind.invalid(index, result)
+        yield result
+
+
+def _batches(
+    kind: Kind[T], items: Iterable[T | Mapping[str, Any]], checked: bool
+) -> Iterator[list[T]]:
+    """The items, checked and normalised (see ``_checked``), in batches of up to 100
+    distinct ids."""
+    batch: dict[str, T] = {}
+    for item in _checked(kind, items, checked):
+        batch.pop(_id(item), None)  # the same id twice in a batch: the last one wins
+        batch[_id(item)] = item
         if len(batch) == MAX_ENTITIES:
             yield list(batch.values())
             batch = {}

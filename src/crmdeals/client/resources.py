@@ -73,15 +73,24 @@ class _Async(Generic[T]):
 
 class _AsyncUpsert(_Async[T]):
     async def upsert(
-        self, items: Iterable[T | Mapping[str, Any]], *, progress: Progress = None
+        self,
+        items: Iterable[T | Mapping[str, Any]],
+        *,
+        progress: Progress = None,
+        checked: bool = False,
     ) -> int:
         """Add or replace every item (any number), 100 to a request, up to ``concurrency``
         requests at once; the number sent. Each item is checked by the server's own rules
         before its batch is sent: the first invalid one raises ``InvalidItem``
         (``InvalidUser``, ...), after the batches before it were sent. A repeated id waits
         for its earlier batch, so the last occurrence wins. ``progress`` is called with the
-        size of every batch stored."""
-        return await self._client._upsert(self._kind, items, progress)
+        size of every batch stored.
+
+        ``items`` is read in a worker thread, a few batches ahead of the requests, so that
+        the first request goes at once and a generator of any length is held a few batches
+        at a time. ``checked=True`` says the items were checked already: they are the
+        entity's ``check`` results (``check_user``, ...), sent as they are."""
+        return await self._client._upsert(self._kind, items, progress, checked=checked)
 
 
 class _AsyncById(_Async[T]):
@@ -150,11 +159,14 @@ class AsyncPipelines(_AsyncListed[Pipeline]):
     """``client.pipelines``: ``replace`` (the account's whole set) and ``list`` (in the
     order last sent)."""
 
-    async def replace(self, pipelines: Iterable[Pipeline | Mapping[str, Any]]) -> int:
+    async def replace(
+        self, pipelines: Iterable[Pipeline | Mapping[str, Any]], *, checked: bool = False
+    ) -> int:
         """Make ``pipelines`` the account's whole set, in one request (``[]`` removes them
-        all); the number sent, one per id. Each is checked first (``InvalidPipeline``); more
-        than 100 distinct ids raise ``ValueError``, as the server would refuse them."""
-        return await self._client._replace(self._kind, pipelines)
+        all); the number sent, one per id. Each is checked first (``InvalidPipeline``;
+        unless ``checked=True``: they are ``check_pipeline``'s results); more than 100
+        distinct ids raise ``ValueError``, as the server would refuse them."""
+        return await self._client._replace(self._kind, pipelines, checked=checked)
 
 
 # -- blocking --------------------------------------------------------------------------------
@@ -171,9 +183,17 @@ class _Sync(Generic[T]):
 
 
 class _SyncUpsert(_Sync[T]):
-    def upsert(self, items: Iterable[T | Mapping[str, Any]], *, progress: Progress = None) -> int:
+    def upsert(
+        self,
+        items: Iterable[T | Mapping[str, Any]],
+        *,
+        progress: Progress = None,
+        checked: bool = False,
+    ) -> int:
         """See ``AsyncUsers.upsert``: the same, blocking."""
-        return self._portal.call(lambda: self._client._upsert(self._kind, items, progress))
+        return self._portal.call(
+            lambda: self._client._upsert(self._kind, items, progress, checked=checked)
+        )
 
 
 class _SyncById(_Sync[T]):
@@ -235,6 +255,10 @@ class Contacts(_SyncUpsert[Contact], _SyncPaged[Contact, ContactsPage], _SyncByI
 class Pipelines(_SyncListed[Pipeline]):
     """``client.pipelines`` of a ``DealsClient``: as ``AsyncPipelines``, blocking."""
 
-    def replace(self, pipelines: Iterable[Pipeline | Mapping[str, Any]]) -> int:
+    def replace(
+        self, pipelines: Iterable[Pipeline | Mapping[str, Any]], *, checked: bool = False
+    ) -> int:
         """See ``AsyncPipelines.replace``."""
-        return self._portal.call(lambda: self._client._replace(self._kind, pipelines))
+        return self._portal.call(
+            lambda: self._client._replace(self._kind, pipelines, checked=checked)
+        )
