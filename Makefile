@@ -20,8 +20,12 @@ lint: $(STAMP)  ## ruff, ruff format --check, mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The suite runs in two processes (pytest-xdist; tests/conftest.py says which tests stay
+# together). Bytecode is cached beside the venv, not in the tree: each of the servers and
+# commands the tests start, and each process's assertion rewriting, would compile it anew.
 test: lint tools  ## lint, types, the whole test suite (the installed wheel and a tiny `make bench` too)
-	$(BIN)/pytest
+	PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(CURDIR)/$(VENV)/pycache \
+		$(BIN)/pytest --numprocesses 2 --dist loadgroup
 
 test-fast: $(STAMP)  ## the test suite without the end-to-end tests that start servers
 	$(BIN)/pytest -m "not e2e"

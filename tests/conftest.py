@@ -4,6 +4,7 @@ Every test that uses a database runs twice: on a SQLite file and on PostgreSQL
 (``[sqlite]`` and ``[postgresql]`` in its id; see ``tests/services.py``).
 """
 
+import shutil
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from crmdeals.accounts import hash_key
 from crmdeals.app import create_app
 from crmdeals.settings import Settings
 from crmdeals.storage import Store, connect, upgrade
-from tests import services
+from tests import databases, services
 from tests.pgbouncer import PgBouncer
 
 KEY_A = "a" * 32
@@ -68,13 +69,35 @@ def pgbouncer_url(postgres_url: str) -> Iterator[str]:
         yield pgbouncer.url
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once for this test process, which ``store`` copies."""
+    return databases.migrated_sqlite_file(tmp_path_factory.mktemp("migrated"))
+
+
+MIGRATED = pytest.StashKey[str]()
+"""The URL of the database that ``database_url`` migrated already for ``store``."""
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database: a new SQLite file, or the run's PostgreSQL database emptied (or
-    that database through PgBouncer, for tests parametrized with ``"pgbouncer"``)."""
+    that database through PgBouncer, for tests parametrized with ``"pgbouncer"``).
+
+    For a test that uses ``store``, which would migrate it at once, it is a migrated
+    database instead, made faster than by migrating (``tests/databases.py``)."""
+    migrated = "store" in request.fixturenames
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'crmdeals.db'}"
+        path = tmp_path / "crmdeals.db"
+        if migrated:
+            shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
+            request.node.stash[MIGRATED] = f"sqlite:///{path}"
+        return f"sqlite:///{path}"
     url: str = request.getfixturevalue("postgres_url")
+    if migrated and request.param == "postgresql":
+        databases.empty_migrated_postgres_database(url)
+        request.node.stash[MIGRATED] = url
+        return url
     services.empty_postgres_database(url)
     if request.param == "pgbouncer":
         through_pgbouncer: str = request.getfixturevalue("pgbouncer_url")
@@ -97,10 +120,11 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-def store(settings: Settings) -> Iterator[Store]:
+def store(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Store]:
     """The migrated database, with accounts A (key ``KEY_A``) and B (key ``KEY_B``)."""
     engine = connect(settings.database_url)
-    upgrade(engine)
+    if request.node.stash.get(MIGRATED, None) != settings.database_url:
+        upgrade(engine)
     store = Store(engine)
     for name, key in (("a", KEY_A), ("b", KEY_B)):
         account = store.create_account(name)
@@ -145,6 +169,41 @@ def client(anonymous: TestClient) -> Iterator[TestClient]:
 def client_b(anonymous: TestClient) -> Iterator[TestClient]:
     """A client of account B."""
     yield from client_of(anonymous, KEY_B)
+
+
+TOGETHER = ("tests/hardening/", "tests/package/", "tests/web/")
+"""Folders whose modules share a server, a browser or the installed wheel between their
+tests (fixtures of the module), made once if the module runs in one worker; the package
+tests must also run in their order."""
+
+
+def work_unit(nodeid: str) -> str:
+    """What ``make test``'s workers (``pytest -n 2 --dist loadgroup``) are handed at once:
+    all of ``tests/e2e``, whose load, crash and fault tests of real servers have deadlines
+    and run one after the other as in a plain pytest; a module of ``TOGETHER``; any other
+    test alone."""
+    path = nodeid.partition("::")[0]
+    if path.startswith("tests/e2e/"):
+        return "tests/e2e"
+    return path if path.startswith(TOGETHER) else nodeid
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` with the work units of ``work_unit``. (pytest-xdist's own
+    ``xdist_group`` marks name no group under pytest 9: the node id they rewrite is gone.)"""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    scheduler = LoadGroupScheduling(config, log)
+    marked_group = scheduler._split_scope  # an xdist_group mark's name, under pytest 8
+
+    def split_scope(nodeid: str) -> str:
+        marked: str = marked_group(nodeid)
+        return marked if marked != nodeid else work_unit(nodeid)
+
+    scheduler._split_scope = split_scope
+    return scheduler
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -7,6 +7,7 @@ listed in a banner at the end of the run, unless ``CRMDEALS_TEST_REQUIRE_SERVICE
 
 import os
 import secrets
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +21,27 @@ POSTGRES_URL = os.environ.get(
     "CRMDEALS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 """An existing database to connect to; each test run creates and drops its own beside it."""
-REDIS_URL = os.environ.get("CRMDEALS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+REDIS_DATABASES = 16
+"""Redis's databases (its default ``databases 16``)."""
+
+
+def _redis_url_of_this_process(url: str) -> str:
+    """``url`` in a plain pytest; in each worker of ``pytest -n`` (``gw0``, ``gw1``, ...) a
+    database of its own below it (15, 14, ... by default), since the tests delete every
+    ``crmdeals*`` key of their database, and count its keys and its connections."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    parts = urllib.parse.urlsplit(url)
+    database = (int(parts.path.strip("/") or 0) - int(worker[2:])) % REDIS_DATABASES
+    return parts._replace(path=f"/{database}").geturl()
+
+
+REDIS_URL = _redis_url_of_this_process(
+    os.environ.get("CRMDEALS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+)
 """The Redis database the tests use; they delete their ``crmdeals*`` keys in it."""
 REQUIRE_SERVICES = os.environ.get("CRMDEALS_TEST_REQUIRE_SERVICES") == "1"
 

@@ -147,12 +147,16 @@ def test_unreachable_redis_fails_open_and_says_so(
 
 def test_a_crowd_of_requests_opens_at_most_the_capped_redis_connections(redis_url: str) -> None:
     """300 counts at once share ``REDIS_CONNECTIONS`` connections (each waits its turn)
-    instead of opening one each."""
+    instead of opening one each. Only the test's Redis database is watched: the tests of
+    other processes (``pytest -n``) count in databases of their own."""
     probe = redis.Redis.from_url(redis_url)
+    database = str(probe.connection_pool.connection_kwargs.get("db", 0))
 
     def named() -> int:
         clients = probe.client_list()
-        return sum(client["name"] == REDIS_CLIENT_NAME for client in clients)
+        return sum(
+            client["name"] == REDIS_CLIENT_NAME and client["db"] == database for client in clients
+        )
 
     async def crowd() -> int:
         limiter = RateLimiter(RateLimit(10_000, 60), redis_url)
