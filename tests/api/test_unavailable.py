@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import anyio
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -12,12 +13,13 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from crmdeals.app import create_app
+from crmdeals.errors import ServiceUnavailable
 from crmdeals.settings import Settings
-from crmdeals.storage import Store
+from crmdeals.storage import Store, connect
 from crmdeals.storage.transactions import WRITE_ATTEMPTS
 from tests.api.test_errors import assert_envelope
 from tests.conftest import KEY_A, all_deals
-from tests.factories import make_deal
+from tests.factories import make_deal, stored_deal
 
 
 def psycopg_url(settings: Settings, database: str | None = None) -> str:
@@ -112,6 +114,46 @@ def test_a_write_that_waits_past_the_timeout_gets_503_and_stores_nothing(
     logged = [r for r in caplog.records if r.getMessage() == "database unavailable"]
     assert logged
     assert "during" not in str([vars(record) for record in caplog.records])  # no deal data
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_transaction_that_began_during_an_outage_and_fails_after_it_opens_no_new_one(
+    settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite's write lock held by another connection: writes wait and fail, reads go on.
+    A write that began before a read ended the outage, and failed after it, is part of that
+    outage (no second "database unavailable"); a write begun after it opens a new one."""
+    impatient = Store(connect(settings.database_url, timeout=0.5))
+    account = impatient.create_account("impatient")
+
+    async def refused_write(deal_id: str) -> None:
+        with pytest.raises(ServiceUnavailable):
+            await impatient.upsert_deals(account_id=account.id, deals=[stored_deal(deal_id)])
+
+    def logged() -> list[str]:
+        return [record.getMessage() for record in caplog.records]
+
+    async def outages() -> None:
+        with deals_locked(settings):
+            await refused_write("first")
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(refused_write, "late")  # waits for the lock past the read
+                await anyio.sleep(0.1)
+                assert await impatient.get_deal(account_id=account.id, deal_id="x") is None
+            assert logged() == ["database unavailable", "database available again"]
+            await refused_write("after")
+        page = await impatient.list_deals(account_id=account.id, offset=0, limit=100)
+        assert page.count == 0
+        await impatient.dispose()
+
+    caplog.set_level("WARNING", logger="crmdeals.storage")
+    anyio.run(outages)
+    assert logged() == [
+        "database unavailable",
+        "database available again",  # the read
+        "database unavailable",  # "after"
+        "database available again",  # the page
+    ]
 
 
 def _fail_inserts_with_serialization_failure(settings: Settings, times: int) -> None:

@@ -181,8 +181,13 @@ def check_outage(
             assert client.get(f"/v3/deals/{deal_id}").status_code == 200, deal_id
         for route, response in every_route(server, panel_url, inspector_cookie).items():
             assert response.status_code in (200, 303, 404), (route, response.text[:300])
-    assert messages(server, "database unavailable") == unavailable_before + 1
-    assert messages(server, "database available again") == available_before + 1
+    outage = [
+        {key: record.get(key) for key in ("time", "message", "fields")}
+        for record in server.log_records()
+        if record.get("message") in ("database unavailable", "database available again")
+    ]
+    assert messages(server, "database unavailable") == unavailable_before + 1, outage
+    assert messages(server, "database available again") == available_before + 1, outage
     assert unavailable_total(server) > counted_before
     assert "Traceback" not in server.stderr()
     assert messages(server, "unhandled error") == 0

@@ -3,6 +3,7 @@ in a worker thread; writes run again after a conflict; the overall deadline; a d
 of reach turned into a 503, logged once per outage, and counted."""
 
 import logging
+import math
 import random
 import sqlite3
 import threading
@@ -109,6 +110,8 @@ class Transactions:
             assert isinstance(pool, sa.pool.QueuePool)
             self._deadline = pool.timeout()
         self._outage: _Outage | None = None
+        self._recovered = -math.inf
+        """When the last outage ended (``time.monotonic``; ``_available_again``)."""
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
@@ -151,6 +154,7 @@ class Transactions:
         for a read costs nothing more and never fails.
 
         The request's ``Guard`` (``request_guard``), while pending, runs in the transaction."""
+        began = time.monotonic()
         guard = request_guard.get()
         if guard is not None and guard.pending:
             work = guard.around(work)
@@ -165,7 +169,7 @@ class Transactions:
         except Exception as error:
             if not _is_unavailable(error):
                 raise
-            raise self._unavailable(error) from error
+            raise self._unavailable(error, began) from error
         if self._outage is not None:
             self._available_again()
         return result
@@ -205,14 +209,16 @@ class Transactions:
                     continue
                 raise
 
-    def _unavailable(self, error: BaseException) -> ServiceUnavailable:
+    def _unavailable(self, error: BaseException, began: float) -> ServiceUnavailable:
         """The 503 for a transaction the database could not run, counted in
         ``crmdeals_db_unavailable_total``. The log gets one line per outage of this
         process, when it starts, and one when a transaction succeeds again
         (``_available_again``): a database that is down for a minute under a full load
-        would otherwise write a line (or a traceback) per request."""
+        would otherwise write a line (or a traceback) per request. A transaction that
+        ``began`` before the last outage ended, and fails only now (its deadline came after
+        another transaction's success), belongs to that outage: it opens no new one."""
         metrics.DB_UNAVAILABLE.inc()
-        if self._outage is None:
+        if self._outage is None and began >= self._recovered:
             self._outage = _Outage(started=time.monotonic())
             cause = getattr(error, "orig", None) or error  # never the statement's values
             fields = {
@@ -221,7 +227,8 @@ class Transactions:
                 "timeout_seconds": self._deadline,
             }
             log.error("database unavailable", extra={"fields": fields})
-        self._outage.refused += 1
+        if self._outage is not None:
+            self._outage.refused += 1
         return ServiceUnavailable(
             "The database is unavailable or too busy; retry the request later."
         )
@@ -233,6 +240,7 @@ class Transactions:
             "refused": self._outage.refused,
         }
         self._outage = None
+        self._recovered = time.monotonic()
         log.warning("database available again", extra={"fields": fields})
 
     async def _run_once(self, work: Work[T], *, writes: bool, short: bool, snapshot: bool) -> T:
