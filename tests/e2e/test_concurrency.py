@@ -59,9 +59,14 @@ def writer(url: str, key: str, number: int) -> tuple[list[int], dict[str, str]]:
     ],
     indirect=True,
 )
+@pytest.mark.timeout(300)  # about 90 s on PostgreSQL on a quiet 2-core machine: see below
 def test_concurrent_overlapping_uploads_all_succeed_and_never_mix_writes(
     make_server: MakeServer,
 ) -> None:
+    """2,000 uploads of the same 150 ids from 16 clients. Every upload of an account waits
+    for the one before to commit (its count row), so on PostgreSQL this takes about 90 s
+    (45 ms an upload, against 15 on SQLite), over the suite's 120 s bound on a loaded
+    machine; why PostgreSQL's contended uploads cost that much is open (issue 17's note)."""
     server = make_server(workers=2, env={"CRMDEALS_RATE_LIMIT": "off"})
     with ThreadPoolExecutor(WRITERS) as pool:
         results = list(pool.map(lambda n: writer(server.url, server.key, n), range(WRITERS)))
