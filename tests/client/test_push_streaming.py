@@ -4,7 +4,6 @@ invalid, and an id's last row is the one the server keeps, across files and batc
 
 import json
 import os
-import re
 import subprocess
 import threading
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from bench.push import PeakRss
 from typer.testing import CliRunner
 
 from crmdeals import batch
@@ -57,25 +57,6 @@ def finish(push: subprocess.Popen[str], cwd: Path) -> tuple[int, int, str]:
     peak.join()
     push.wait()
     return push.returncode, peak.kilobytes * 1024, (cwd / "push.log").read_text()
-
-
-class PeakRss(threading.Thread):
-    """The peak RSS of a running program, from its ``VmHWM``: polled, the last value read
-    before it ends. (``wait4``'s ``ru_maxrss`` would not do: it keeps the peak of the
-    process it was forked from.)"""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__()
-        self.status = Path(f"/proc/{pid}/status")
-        self.kilobytes = 0
-
-    def run(self) -> None:
-        while True:
-            found = re.search(r"^VmHWM:\s+(\d+) kB", self.status.read_text(), re.MULTILINE)
-            if found is None:  # a zombie: the program has ended
-                return
-            self.kilobytes = int(found[1])
-            time.sleep(0.01)
 
 
 def run_push(server: ServerProcess, *arguments: str, cwd: Path) -> tuple[int, int, str]:
