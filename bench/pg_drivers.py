@@ -9,7 +9,7 @@ two stacks:
   PostgreSQL: the same transaction functions on an ``AsyncEngine`` over asyncpg, on the
   event loop, through ``run_sync``.
 
-Both use a pool of 8 connections with no overflow that pings each connection it hands out
+Both use a pool of 8 connections with no overflow that checks each connection it hands out
 (``connect()`` and ``connect_async()``'s defaults). The workloads, each driven by 16
 concurrent asyncio tasks for a fixed number of operations:
 

@@ -52,6 +52,12 @@ def connect(
     return engine
 
 
+class ConnectionLost(Exception):
+    """A pooled connection failed as its transaction began, before any of the work: the
+    server went away, or the connection was left unusable by a server that died while it
+    answered. The connection is closed; the request is refused with a 503."""
+
+
 def set_transaction_timeouts(timeout: float) -> Callable[[sa.Connection], None]:
     """A ``begin`` listener: the transaction's statements and lock waits end after
     ``timeout`` seconds on the server (``statement_timeout``, ``lock_timeout``).
@@ -86,12 +92,14 @@ def set_transaction_timeouts(timeout: float) -> Callable[[sa.Connection], None]:
         if connection.dialect.driver != "asyncpg" or start_transaction is None:
             connection.execute(statement)
             return
-        await_only(start_transaction())  # BEGIN, as the adapter's first statement would
         driver_connection: Any = connection.connection.driver_connection
         try:
+            await_only(start_transaction())  # BEGIN, as the adapter's first statement would
             await_only(driver_connection.execute(simple_query))
-        except BaseException:
+        except BaseException as error:
             connection.invalidate()  # its state is unknown: never back to the pool
+            if isinstance(error, Exception):
+                raise ConnectionLost from error
             raise
 
     return set_timeouts
@@ -124,7 +132,6 @@ def connect_async(
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=timeout,
-        pool_pre_ping=True,
         connect_args={
             "timeout": timeout,
             "command_timeout": timeout,
@@ -132,8 +139,23 @@ def connect_async(
             "prepared_statement_cache_size": 0,
         },
     )
+    sa.event.listen(engine.sync_engine, "checkout", _replace_closed_connection)
     sa.event.listen(engine.sync_engine, "begin", set_transaction_timeouts(timeout))
     return engine
+
+
+def _replace_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A ``checkout`` listener: a pooled asyncpg connection that PostgreSQL has closed (a
+    restart, an administrator's ``pg_terminate_backend``, PgBouncer's idle timeouts) is
+    replaced by a new one before use, so a restarted database costs no failed request.
+
+    asyncpg notices a closed socket on its own, on the event loop, so the check is free.
+    The pool's own pre-ping would ask the server every time: three round trips (BEGIN, an
+    empty query, ROLLBACK, for PgBouncer's sake) before every transaction, more than the
+    one-row read they guard (BENCHMARKS.md). What neither can tell in advance, a
+    connection lost while it was being checked out, fails that one transaction with a 503."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise sa.exc.DisconnectionError("the server closed this pooled connection")
 
 
 def upgrade(engine: sa.Engine) -> None:

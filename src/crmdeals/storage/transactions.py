@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crmdeals import metrics
 from crmdeals.errors import ServiceUnavailable
-from crmdeals.storage.engine import connect
+from crmdeals.storage.engine import ConnectionLost, connect
 
 T = TypeVar("T")
 
@@ -298,12 +298,16 @@ def _is_unavailable(error: Exception) -> bool:
     any statement), a lost connection, a timeout (the server's, the driver's or the
     transaction's deadline), a lock. asyncpg's own errors come as they are when they happen
     outside a statement SQLAlchemy runs: connecting (``ConnectionRefusedError``, a
-    ``TimeoutError`` from a server that accepts but does not answer) or setting a
-    transaction's timeouts."""
+    ``TimeoutError`` from a server that accepts but does not answer); beginning a
+    transaction fails as ``ConnectionLost``."""
     if isinstance(
         error,
         # OSError: TimeoutError too; asyncpg: the connection closed, or never opened.
-        sa.exc.TimeoutError | OSError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError,
+        sa.exc.TimeoutError
+        | OSError
+        | asyncpg.InterfaceError
+        | asyncpg.PostgresConnectionError
+        | ConnectionLost,
     ):
         return True
     if isinstance(error, asyncpg.PostgresError):
