@@ -221,7 +221,7 @@ def test_a_restarted_postgresql_costs_no_failed_request(
         wait_until_served(server)
         time.sleep(0.3)
     assert set(uploads.statuses) <= {200, 503}, uploads.statuses
-    # Pooled connections that the restart closed are noticed before use (pre-ping).
+    # Pooled connections that the restart closed are replaced before use (at checkout).
     for route, response in every_route(server, panel_url, inspector_cookie).items():
         assert response.status_code in (200, 303, 404), (route, response.text[:300])
     with server.client() as client:
