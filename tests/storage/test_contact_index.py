@@ -52,6 +52,37 @@ def test_uploads_replace_a_deals_index_rows_and_deletes_remove_them(store: Store
     anyio.run(scenario)
 
 
+def test_an_upload_reindexes_its_new_and_changed_deals_only(store: Store) -> None:
+    a, _ = account_ids(store)
+
+    async def scenario() -> None:
+        await store.upsert_deals(
+            account_id=a,
+            deals=[
+                stored_deal("1", contacts=["x"]),
+                stored_deal("2", contacts=["y"]),
+                stored_deal("3", contacts=[]),
+            ],
+        )
+        with store.engine.begin() as connection:  # behind the store's back: see below
+            connection.execute(sa.delete(deal_contacts).where(deal_contacts.c.deal_id == "1"))
+        await store.upsert_deals(
+            account_id=a,
+            deals=[
+                stored_deal("1", contacts=["x"], name="Renamed"),  # its contacts unchanged
+                stored_deal("2", contacts=["y", "w"]),
+                stored_deal("3", contacts=["v"]),
+                stored_deal("4", contacts=["x", "x"]),
+            ],
+        )
+        # Deal 1's row stays missing: a deal whose contacts did not change is not reindexed.
+        assert index_rows(store) == {(a, "y", "2"), (a, "w", "2"), (a, "v", "3"), (a, "x", "4")}
+        await store.upsert_deals(account_id=a, deals=[stored_deal("2", contacts=["w"])])
+        assert index_rows(store) == {(a, "w", "2"), (a, "v", "3"), (a, "x", "4")}
+
+    anyio.run(scenario)
+
+
 def test_find_deals_searches_by_exact_id_or_part_of_the_name(store: Store) -> None:
     a, b = account_ids(store)
 
