@@ -93,15 +93,13 @@ class Deals:
             stored = {row.id: row.contacts for row in rows}
             connection.execute(self.upsert_statement, parameters)
             reindexed = [deal for deal in batch if stored.get(deal.id) != contacts[deal.id]]
-            if len(reindexed) == len(batch):
-                self.contact_index.replace(connection, account_id, batch, parameters)
-            elif reindexed:
-                self.contact_index.replace(
-                    connection,
-                    account_id,
-                    reindexed,
-                    self._dialect.batch_parameters(account_id, reindexed, _columns),
+            if reindexed:
+                upserted = (
+                    parameters
+                    if len(reindexed) == len(batch)
+                    else self._dialect.batch_parameters(account_id, reindexed, _columns)
                 )
+                self.contact_index.replace(connection, account_id, reindexed, upserted)
 
         return upsert
 
