@@ -94,9 +94,10 @@ def hot_statements(store: Store, account_id: int, key: str) -> dict[str, Hot]:
         "key lookup": Hot(_KEY_ACCOUNT, {"key_hash": hash_key(key)}, {"api_keys": ("key_hash",)}),
         "count": Hot(deals.pages.count, {"account": account_id}, {}),
         "count take": Hot(deals.take_count, {"account": account_id}, {}),
-        "count adjust (upload)": Hot(
-            deals.adjust_count, {"account": account_id, "ids": listed, "added": 100}, deal_keys
+        "stored deals (upload)": Hot(
+            deals.stored_contacts, {"account": account_id, "ids": listed}, deal_keys
         ),
+        "count add (upload)": Hot(deals.add_to_count, {"account": account_id, "added": 100}, {}),
         "count adjust (delete)": Hot(
             delete_listed.adjust_count,
             {"account": account_id, "ids": listed, "added": 0},

@@ -53,7 +53,12 @@ class Deals:
         before it committed, and every write takes its locks in the same order (count first,
         then deals), so none can deadlock on another. On SQLite the statement takes the
         database's write lock."""
-        self.adjust_count = dialect.count_adjustment(deal_counts.c.deals, deals.c.id)
+        self.add_to_count = (
+            sa.update(deal_counts)
+            .where(deal_counts.c.account_id == sa.bindparam("account"))
+            .values(deals=deal_counts.c.deals + sa.bindparam("added"))
+        )
+        """Add ``added`` deals to the account's count, once ``take_count`` has locked it."""
         self.pages = AccountPages(
             dialect, columns=_DEAL_COLUMNS, count=deal_counts.c.deals, version=deal_counts.c.version
         )
@@ -70,7 +75,8 @@ class Deals:
         """The contact -> deal index (``tables.deal_contacts``), kept equal to the deals'
         contacts by each upload."""
         self.stored_contacts = dialect.listed_rows(deals.c.id, deals.c.id, deals.c.contacts)
-        """The stored contacts (JSON text) of the listed deals that exist."""
+        """The listed deals that exist, and their contacts (JSON text): what an upload finds
+        before it writes, to count the new deals and to see whose contacts changed."""
 
     def upsert(self, account_id: int, batch: list[Deal]) -> Work[None]:
         """Add or fully replace the deals of ``batch`` (one per id), their contacts in the
@@ -88,9 +94,10 @@ class Deals:
 
         def upsert(connection: sa.Connection) -> None:
             connection.execute(self.take_count, {"account": account_id})
-            connection.execute(self.adjust_count, count_change)
             rows = connection.execute(self.stored_contacts, count_change)
             stored = {row.id: row.contacts for row in rows}
+            if new := count_change["added"] - len(stored):
+                connection.execute(self.add_to_count, {"account": account_id, "added": new})
             connection.execute(self.upsert_statement, parameters)
             reindexed = [deal for deal in batch if stored.get(deal.id) != contacts[deal.id]]
             if reindexed:
