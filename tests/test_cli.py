@@ -2,6 +2,8 @@
 
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -546,6 +548,42 @@ def test_a_url_without_http_is_refused_at_once(
     deal_file(tmp_path, "deals.csv", "id,responsibleUserId,name,contacts,closed\n1,u,n,c,false\n")
     result = run_crmdeals(*command, "--url", url, "--key", "k" * 32, cwd=tmp_path, timeout=20)
     assert_mistake(result, url, "--url", "http://")
+
+
+SERVER_MODULES = (
+    *("sqlalchemy", "alembic", "uvicorn", "fastapi", "starlette", "pydantic", "asyncpg", "psycopg"),
+    *("crmdeals.settings", "crmdeals.storage", "crmdeals.app", "crmdeals.api"),
+)
+"""Packages (and crmdeals' modules) of the server that a push does without."""
+
+
+def test_a_push_loads_none_of_the_servers_modules(tmp_path: Path) -> None:
+    """``crmdeals push`` starts without the server's settings, database, uvicorn or FastAPI
+    (two thirds of the command's start before): a push that went as far as its first
+    request (refused: nothing listens) ends with none of them loaded."""
+    deal_file(tmp_path, "deals.csv", "id,responsibleUserId,name,contacts,closed\n1,u,n,c,false\n")
+    url = f"http://127.0.0.1:{free_port()}"
+    script = (
+        "import atexit, sys\n"
+        f"server = {SERVER_MODULES!r}\n"
+        "loaded = lambda: [m for m in sys.modules if m.startswith(server)]\n"
+        "atexit.register(lambda: print(sorted(loaded())))\n"
+        "from crmdeals.cli import app\n"
+        f"app(['push', 'deals.csv', '--url', {url!r}, '--key', 'k' * 32])\n"
+    )
+    environment = {name: value for name, value in os.environ.items() if "CRMDEALS_" not in name}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, output(result)
+    assert f"Could not reach the server at {url}" in result.stderr
+    assert result.stdout == "[]\n", result.stdout
 
 
 def test_push_and_pull_default_to_the_local_server(tmp_path: Path) -> None:

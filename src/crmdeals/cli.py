@@ -7,7 +7,14 @@ port that is taken) is a one- or two-line message naming the setting and what to
 exit status 2, never a traceback: the traceback is for ``crmdeals --debug`` (or
 ``CRMDEALS_LOG_LEVEL=debug``). ``_Commands.invoke`` is the one place that turns the errors
 of every command into those messages. Exit status 1 is for work that was refused or only
-partly done (an account that exists already, invalid rows of a file)."""
+partly done (an account that exists already, invalid rows of a file).
+
+The server's modules (its settings, the database, uvicorn, Alembic) are imported by the
+commands that use them, not here: ``push`` and ``pull`` start without them, in a third of
+the time (``tests/test_cli.py`` checks which modules a push loads).
+"""
+
+from __future__ import annotations
 
 import errno
 import os
@@ -18,30 +25,21 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import msgspec
 import typer
-import uvicorn
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import make_url
-from sqlalchemy.exc import SQLAlchemyError
 from typer.core import TyperGroup
 
-from crmdeals import __version__, metrics, panel, signing, transfer
-from crmdeals import accounts as account_service
-from crmdeals.api.connections import raise_file_limit
+from crmdeals import __version__, panel, signing, transfer
 from crmdeals.client import DealsApiError, DealsClient, DealsConnectionError, DealsError
 from crmdeals.client.async_client import check_url
-from crmdeals.deals.validation import is_storable_id
 from crmdeals.errors import ApiError
+from crmdeals.fields import is_storable_id
 from crmdeals.files import (
     ENTITIES,
     FORMATS,
@@ -53,13 +51,14 @@ from crmdeals.files import (
     format_of,
 )
 from crmdeals.limits import MAX_ENTITIES, parse_rate_limit
-from crmdeals.logs import logging_config
-from crmdeals.settings import Settings
 from crmdeals.signing import Signer
-from crmdeals.storage import Store, connect, upgrade
-from crmdeals.storage.engine import MIGRATIONS
 from crmdeals.transfer import counted
-from crmdeals.webhooks.validation import check_crm_key, parse_channels
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from crmdeals.settings import Settings
+    from crmdeals.storage import Store
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 GRACEFUL_SHUTDOWN_SECONDS = 30
@@ -83,10 +82,10 @@ class _Commands(TyperGroup):
     def invoke(self, ctx: Any) -> Any:  # typer's own click.Context
         try:
             return super().invoke(ctx)
-        except (Mistake, ValidationError, SQLAlchemyError) as error:
-            if ctx.meta.get(_DEBUG) or _debug_logging():
-                raise
+        except Exception as error:
             lines = _explain(error)
+            if lines is None or ctx.meta.get(_DEBUG) or _debug_logging():
+                raise
             err.print(f"[red]error:[/] {escape(lines[0])}")
             for line in lines[1:]:
                 err.print(f"  {escape(line)}")
@@ -140,12 +139,21 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-# -- the database ----------------------------------------------------------------------------
+# -- the settings and the database -------------------------------------------------------------
+
+
+def _settings() -> Settings:
+    """The server's settings (``CRMDEALS_*``, ``./.env``)."""
+    from crmdeals.settings import Settings
+
+    return Settings()
 
 
 def _migrated_store(settings: Settings) -> Store:
     """The database, created and migrated when it needs to be (serve, db upgrade, accounts
     create)."""
+    from crmdeals.storage import Store, connect, upgrade
+
     with _database(settings.database_url):
         engine = connect(settings.database_url, timeout=settings.db_timeout)
         upgrade(engine)
@@ -155,6 +163,13 @@ def _migrated_store(settings: Settings) -> Store:
 def _existing_store(settings: Settings) -> Store:
     """The database, which must exist and be up to date: commands that read it (and those
     that change only some rows) never create one, nor change its tables."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import make_url
+
+    from crmdeals.storage import Store, connect
+    from crmdeals.storage.engine import MIGRATIONS
+
     url = make_url(settings.database_url)
     where = _shown_database(settings.database_url)
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
@@ -186,6 +201,9 @@ def _existing_store(settings: Settings) -> Store:
 @contextmanager
 def _database(database_url: str) -> Iterator[None]:
     """The database's errors as a ``Mistake`` that names it (without its password)."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         yield
     except CommandError as error:  # Alembic: a revision this crmdeals does not know
@@ -210,21 +228,34 @@ def _newer_database(where: str, revision: str) -> list[str]:
 
 def _shown_database(database_url: str) -> str:
     """The database URL as a message may show it: without its password."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         return make_url(database_url).render_as_string(hide_password=True)
     except SQLAlchemyError:
         return "(not a database URL)"
 
 
-def _explain(error: Exception) -> list[str]:
+def _explain(error: Exception) -> list[str] | None:
     """``error`` in words: what went wrong, naming the setting, option or address, and
-    what to do."""
+    what to do; ``None`` for an error that is not a mistake of those (a bug: its
+    traceback is shown)."""
     if isinstance(error, Mistake):
         return [str(line) for line in error.args]
+    if not {"pydantic", "sqlalchemy"} & sys.modules.keys():
+        return None  # the command never loaded the settings or the database: not theirs
+    from pydantic import ValidationError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from crmdeals.settings import Settings
+
     if isinstance(error, ValidationError) and error.title == Settings.__name__:
         return _explain_settings(error)
     if isinstance(error, ValidationError):
         return [f"Invalid values: {error}"]
+    if not isinstance(error, SQLAlchemyError):
+        return None
     return [  # a database error after the database was opened
         f"The database (CRMDEALS_DATABASE_URL) failed: {_sentence(_database_reason(error, None))}",
         "--debug shows the whole error.",
@@ -232,6 +263,8 @@ def _explain(error: Exception) -> list[str]:
 
 
 def _explain_settings(error: ValidationError) -> list[str]:
+    from crmdeals.settings import Settings
+
     lines = []
     for problem in error.errors():
         field = str(problem["loc"][0]) if problem["loc"] else ""
@@ -269,6 +302,8 @@ def _shown_url(value: str) -> str:
 def _database_reason(error: Exception, database_url: str | None) -> str:
     """Why the database could not be used: the driver's words, and for a SQLite file the
     likely cause."""
+    from sqlalchemy import make_url
+
     original = getattr(error, "orig", None) or error
     reason = " ".join(str(original).split()) or type(original).__name__
     if database_url and make_url(database_url).get_backend_name() == "sqlite":
@@ -317,9 +352,16 @@ def serve(
     ] = False,
 ) -> None:
     """Migrate the database, make sure an account exists, and serve the API."""
+    import uvicorn
+
+    from crmdeals import accounts as account_service
+    from crmdeals import metrics
+    from crmdeals.api.connections import raise_file_limit
+    from crmdeals.logs import logging_config
+
     if sandbox:
         os.environ["CRMDEALS_SANDBOX"] = "1"  # the workers read their settings afresh
-    settings = Settings()
+    settings = _settings()
     # Not given (not even in the environment): the settings' value, which a .env file may set.
     given = {name for name in ("host", "port", "workers") if _given(ctx, name)}
     host = host if "host" in given else settings.host
@@ -413,8 +455,10 @@ def _check_address(host: str, port: int) -> None:
 @accounts_app.command("create")
 def accounts_create(name: str) -> None:
     """Create an account and print its first API key (shown once)."""
+    from crmdeals import accounts as account_service
+
     try:
-        _, key = account_service.create_account(_migrated_store(Settings()), name)
+        _, key = account_service.create_account(_migrated_store(_settings()), name)
     except account_service.AccountError as error:
         raise _fail(str(error)) from None
     err.print(f"Created account {escape(repr(name))}. Its API key, shown once:")
@@ -425,7 +469,7 @@ def accounts_create(name: str) -> None:
 def accounts_list() -> None:
     """List the accounts."""
     table = Table("id", "name", "created")
-    for account in _existing_store(Settings()).list_accounts():
+    for account in _existing_store(_settings()).list_accounts():
         table.add_row(str(account.id), account.name, f"{account.created_at:%Y-%m-%d %H:%M}")
     Console().print(table)
 
@@ -440,6 +484,8 @@ def accounts_crm_key(
 ) -> None:
     """Set or clear the crm key the account's webhooks carry (`Authorization: Bearer`). The
     key is never printed, logged or shown by the API."""
+    from crmdeals.webhooks.validation import check_crm_key
+
     if set_key == clear:
         raise Mistake("Give --set (with the key on stdin) or --clear.")
     crm_key = None
@@ -448,7 +494,7 @@ def accounts_crm_key(
             crm_key = check_crm_key(sys.stdin.readline().removesuffix("\n").removesuffix("\r"))
         except ValueError as error:
             raise Mistake(f"The crm key on stdin is not valid: it must be {error}.") from None
-    store = _existing_store(Settings())
+    store = _existing_store(_settings())
     try:
         found = store.find_account(account)
         if found is None:
@@ -463,8 +509,10 @@ def accounts_crm_key(
 @keys_app.command("create")
 def keys_create(account: Annotated[str, typer.Argument(help="Account name.")]) -> None:
     """Create another API key for an account and print it (shown once)."""
+    from crmdeals import accounts as account_service
+
     try:
-        key = account_service.create_key(_existing_store(Settings()), account)
+        key = account_service.create_key(_existing_store(_settings()), account)
     except account_service.AccountError as error:
         raise _fail(str(error)) from None
     err.print(f"New API key for {escape(repr(account))}, shown once:")
@@ -475,7 +523,7 @@ def keys_create(account: Annotated[str, typer.Argument(help="Account name.")]) -
 def keys_list() -> None:
     """List the keys by id and prefix (the keys themselves are not stored)."""
     table = Table("id", "prefix", "account", "created", "revoked")
-    for key in _existing_store(Settings()).list_keys():
+    for key in _existing_store(_settings()).list_keys():
         revoked = f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else ""
         created = f"{key.created_at:%Y-%m-%d %H:%M}"
         table.add_row(str(key.id), key.prefix, key.account_name, created, revoked)
@@ -492,8 +540,10 @@ def keys_revoke(
     ],
 ) -> None:
     """Revoke a key: it stops working at once."""
+    from crmdeals import accounts as account_service
+
     try:
-        revoked = account_service.revoke_key(_existing_store(Settings()), key)
+        revoked = account_service.revoke_key(_existing_store(_settings()), key)
     except account_service.AmbiguousKey as error:
         err.print(f"[red]error:[/] {escape(str(error))} Give the whole key or the id of one:")
         table = Table("id", "prefix", "account", "created", "revoked", box=None)
@@ -519,7 +569,7 @@ def keys_revoke(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create the database if needed and apply the migrations that have not run yet."""
-    _migrated_store(Settings())
+    _migrated_store(_settings())
     err.print("The database is up to date.")
 
 
@@ -540,6 +590,8 @@ def channels_set(
     """Replace the account's channels with those of FILE, in its order; print them as
     stored (with the ids given to those without one). A kept channel with a new state sends
     `channelsUpdates` when the account's switch is on."""
+    from crmdeals.webhooks.validation import parse_channels
+
     try:
         body = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
     except OSError as error:
@@ -552,7 +604,7 @@ def channels_set(
         for field, problem in problems.items():
             err.print(f"[red]{escape(field)}:[/] {escape(problem)}")
         raise _fail(f"{file}: {error.description}") from None
-    settings = Settings()
+    settings = _settings()
     store = _existing_store(settings)
     try:
         found = store.find_account(account)
@@ -824,7 +876,7 @@ def panel_link(
         check_url(base_url)
     except ValueError as error:
         raise Mistake(f"--base-url (or CRMDEALS_URL): {error}.") from None
-    settings = Settings()
+    settings = _settings()
     store = _existing_store(settings)
     found = store.find_account(account)
     if found is None:

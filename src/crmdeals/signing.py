@@ -9,17 +9,20 @@ The secret is ``CRMDEALS_SECRET_KEY``; unset, one is generated (``secrets``) on 
 stored in the database, where every process and machine finds the same one.
 """
 
+from __future__ import annotations
+
 import base64
 import binascii
 import hashlib
 import hmac
 import secrets
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 
-from crmdeals.settings import Settings
-from crmdeals.storage import Store
+if TYPE_CHECKING:  # the CLI's panel links sign without loading the server
+    from crmdeals.settings import Settings
+    from crmdeals.storage import Store
 
 GENERATED_SECRET_NAME = "signing_key"  # noqa: S105  # a row name, not a secret
 """The name of the generated secret in the database (table ``server_secrets``)."""
