@@ -113,10 +113,20 @@ class PostgresCluster:
         (self.data / "postmaster.pid").unlink(missing_ok=True)
 
     def freeze(self) -> None:
-        """SIGSTOP every process of the server: its connections stay open, nothing answers."""
-        self._frozen = self.processes()
-        for pid in self._frozen:
+        """SIGSTOP every process of the server: its connections stay open, nothing answers.
+        The postmaster stops first, and its children are listed once it has: a backend it
+        forked meanwhile (a pool opening a connection) would otherwise go on answering."""
+        postmaster = self.processes()[0]
+        os.kill(postmaster, signal.SIGSTOP)
+        self._frozen = [postmaster]
+        deadline = time.monotonic() + WAIT_SECONDS
+        while _state(postmaster) != "T":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the postmaster ({postmaster}) did not stop")
+            time.sleep(_POLL_INTERVAL)
+        for pid in self.processes()[1:]:
             os.kill(pid, signal.SIGSTOP)
+            self._frozen.append(pid)
 
     def thaw(self) -> None:
         """SIGCONT what ``freeze`` stopped."""
@@ -201,8 +211,12 @@ class PostgresCluster:
 
 def _alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie does not: nobody may reap orphans in a container)."""
+    return _state(pid) not in {"Z", "X", ""}
+
+
+def _state(pid: int) -> str:
+    """The state of process ``pid`` (``/proc``: R, S, T for stopped, Z, ...); "" when gone."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
     except (OSError, IndexError):
-        return False
-    return state not in {"Z", "X"}
+        return ""
