@@ -2,8 +2,6 @@
 
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -560,30 +558,24 @@ SERVER_MODULES = (
 def test_a_push_loads_none_of_the_servers_modules(tmp_path: Path) -> None:
     """``crmdeals push`` starts without the server's settings, database, uvicorn or FastAPI
     (two thirds of the command's start before): a push that went as far as its first
-    request (refused: nothing listens) ends with none of them loaded."""
+    request (refused: nothing listens) loaded none of them (Python's import log, on
+    stderr with ``PYTHONPROFILEIMPORTTIME``, names every module the command loaded)."""
     deal_file(tmp_path, "deals.csv", "id,responsibleUserId,name,contacts,closed\n1,u,n,c,false\n")
     url = f"http://127.0.0.1:{free_port()}"
-    script = (
-        "import atexit, sys\n"
-        f"server = {SERVER_MODULES!r}\n"
-        "loaded = lambda: [m for m in sys.modules if m.startswith(server)]\n"
-        "atexit.register(lambda: print(sorted(loaded())))\n"
-        "from crmdeals.cli import app\n"
-        f"app(['push', 'deals.csv', '--url', {url!r}, '--key', 'k' * 32])\n"
-    )
-    environment = {name: value for name, value in os.environ.items() if "CRMDEALS_" not in name}
-    result = subprocess.run(
-        [sys.executable, "-c", script],
+    result = run_crmdeals(
+        *("push", "deals.csv", "--url", url, "--key", "k" * 32),
         cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        env={"PYTHONPROFILEIMPORTTIME": "1"},
     )
     assert result.returncode == 2, output(result)
     assert f"Could not reach the server at {url}" in result.stderr
-    assert result.stdout == "[]\n", result.stdout
+    imported = [
+        line.rpartition("|")[2].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    ]
+    assert "crmdeals.cli" in imported  # the log is there
+    assert [module for module in imported if module.startswith(SERVER_MODULES)] == []
 
 
 def test_push_and_pull_default_to_the_local_server(tmp_path: Path) -> None:
